@@ -1,0 +1,4 @@
+//! Single-Redis backend for dlock (stub).
+//!
+//! Not implemented yet: the `redis://` scheme is known to
+//! [`lock_core::connect`] but reports that this backend is not enabled.
