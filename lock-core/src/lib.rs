@@ -65,3 +65,8 @@ pub use url::{BackendUrl, Endpoint, redact};
 /// Re-exported so backend crates implement [`Backend`] with the same
 /// `async_trait` version.
 pub use async_trait::async_trait;
+
+/// The README's Rust examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

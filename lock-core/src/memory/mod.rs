@@ -67,7 +67,7 @@ pub fn shared_store(name: &str) -> Arc<MemoryStore> {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .entry(name.to_owned())
-        .or_insert_with(MemoryStore::new)
+        .or_default()
         .clone()
 }
 
@@ -148,7 +148,7 @@ impl MemoryBackend {
                 h.count += 1;
                 h.expires_at = now + ttl;
                 let token = h.token;
-                return Ok(Attempt::Granted(self.grant(token, ttl, valid_from, None)));
+                Ok(Attempt::Granted(self.grant(token, ttl, valid_from, None)))
             }
             Some(h) => {
                 let expires = h.expires_at;
@@ -235,6 +235,7 @@ impl QueueSpot<'_> {
         if let Some(id) = new_id {
             entry.queue.push_back(id);
             self.id = Some(id);
+            tracing::debug!(name = self.name, place = entry.queue.len(), "waiting");
         }
     }
 }
@@ -425,7 +426,8 @@ impl Backend for MemoryBackend {
     }
 }
 
-/// What a deleted hold reports: kept here so tests can match on it.
+/// What a holder's `lost()` reports when [`MemoryStore::delete_hold`]
+/// deleted its hold.
 pub fn deleted_reason() -> LossReason {
     LossReason::Gone("the hold was deleted from the store".into())
 }
