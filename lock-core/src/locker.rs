@@ -277,6 +277,11 @@ impl Locker {
     /// Locks `key` for a fresh owner, waiting up to the locker's default
     /// wait; fails with [`Error::Timeout`] when it runs out.
     ///
+    /// Each call is a new owner, so a task that locks a key it already
+    /// holds this way waits for itself (until the wait runs out, or for
+    /// ever by default). To re-enter, name the owner:
+    /// `locker.request(key).owner(id).lock()`.
+    ///
     /// # Cancel safety
     /// Dropping the future leaves no hold behind (SPEC item 8): what the
     /// backend created is removed, or at worst expires within one ttl; it is

@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use store::{Entry, Holder};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::{Instant, sleep, sleep_until};
 
 /// The `memory://` backend: one client of a [`MemoryStore`].
@@ -140,7 +140,7 @@ impl MemoryBackend {
         let entry = state.keys.get_mut(name).expect("inserted above");
         let ttl = req.ttl.get();
         let valid_from = now.checked_sub(latency).unwrap_or(now);
-        let my_turn = entry.queue.front().is_none_or(|&w| Some(w) == spot.id);
+        let my_turn = entry.queue.front().is_none_or(|(w, _)| Some(*w) == spot.id);
         match entry.holder(now) {
             Some(h) if h.owner == req.owner.as_str() => {
                 // A second client naming the same owner: count it in the
@@ -160,8 +160,7 @@ impl MemoryBackend {
             }
             None if my_turn => {
                 if let Some(id) = spot.id.take() {
-                    entry.queue.retain(|&w| w != id);
-                    entry.changed.notify_waiters();
+                    entry.remove_waiter(id);
                 }
                 entry.counter += 1;
                 let (tx, rx) = oneshot::channel();
@@ -228,12 +227,14 @@ struct QueueSpot<'a> {
     store: &'a MemoryStore,
     name: &'a str,
     id: Option<u64>,
+    /// Notified when this waiter reaches the front or the key changes.
+    wake: Arc<Notify>,
 }
 
 impl QueueSpot<'_> {
     fn enqueue(&mut self, entry: &mut Entry, new_id: Option<u64>) {
         if let Some(id) = new_id {
-            entry.queue.push_back(id);
+            entry.queue.push_back((id, self.wake.clone()));
             self.id = Some(id);
             tracing::debug!(name = self.name, place = entry.queue.len(), "waiting");
         }
@@ -271,7 +272,7 @@ impl Drop for UndoGrant<'_> {
             h.count -= 1;
             if h.count == 0 {
                 entry.holder = None;
-                entry.changed.notify_waiters();
+                entry.wake_front();
             }
         }
     }
@@ -286,20 +287,13 @@ impl Backend for MemoryBackend {
     async fn acquire(&self, req: &AcquireRequest) -> Result<Option<Grant>> {
         let name = self.name(&req.key);
         self.travel().await;
-        let changed = {
-            let mut state = self.store.lock();
-            state.keys.entry(name.clone()).or_default().changed.clone()
-        };
         let mut spot = QueueSpot {
             store: &self.store,
             name: &name,
             id: None,
+            wake: Arc::new(Notify::new()),
         };
         let grant = loop {
-            // Listen before looking, so a change in between is not missed.
-            let notified = changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
             let wake = match self.attempt(req, &name, &mut spot)? {
                 Attempt::Granted(grant) => break grant,
                 Attempt::NotNow => return Ok(None),
@@ -308,10 +302,10 @@ impl Backend for MemoryBackend {
             let until = [wake, req.wait.deadline()].into_iter().flatten().min();
             match until {
                 Some(t) => tokio::select! {
-                    () = &mut notified => {}
+                    () = spot.wake.notified() => {}
                     () = sleep_until(t) => {}
                 },
-                None => notified.await,
+                None => spot.wake.notified().await,
             }
         };
         let mut undo = UndoGrant {
@@ -393,7 +387,7 @@ impl Backend for MemoryBackend {
                 h.count -= 1;
                 if h.count == 0 {
                     entry.holder = None;
-                    entry.changed.notify_waiters();
+                    entry.wake_front();
                 }
             }
         }

@@ -30,10 +30,9 @@ pub(super) struct Entry {
     pub(super) holder: Option<Holder>,
     /// The fencing counter: the last token handed out. Never reset.
     pub(super) counter: u64,
-    /// Waiter ids in arrival order: the key is granted to the front one.
-    pub(super) queue: VecDeque<u64>,
-    /// Wakes waiters when the holder or the queue changes.
-    pub(super) changed: Arc<Notify>,
+    /// Waiters in arrival order, each with its own wake-up: the key is
+    /// granted to the front one, so only the front one is woken (no herd).
+    pub(super) queue: VecDeque<(u64, Arc<Notify>)>,
 }
 
 #[derive(Debug)]
@@ -51,7 +50,15 @@ impl Entry {
     pub(super) fn expire(&mut self, now: Instant) {
         if self.holder.as_ref().is_some_and(|h| h.expires_at <= now) {
             self.holder = None;
-            self.changed.notify_waiters();
+            self.wake_front();
+        }
+    }
+
+    /// Wakes the waiter whose turn it is. `notify_one` keeps a permit if
+    /// that waiter is between looks, so the wake-up is never missed.
+    pub(super) fn wake_front(&self) {
+        if let Some((_, wake)) = self.queue.front() {
+            wake.notify_one();
         }
     }
 
@@ -68,9 +75,9 @@ impl Entry {
     }
 
     pub(super) fn remove_waiter(&mut self, id: u64) {
-        if let Some(at) = self.queue.iter().position(|&w| w == id) {
+        if let Some(at) = self.queue.iter().position(|(w, _)| *w == id) {
             self.queue.remove(at);
-            self.changed.notify_waiters();
+            self.wake_front();
         }
     }
 }
@@ -114,7 +121,7 @@ impl MemoryStore {
             return false;
         };
         let had = entry.holder.take().is_some();
-        entry.changed.notify_waiters();
+        entry.wake_front();
         had
     }
 
@@ -134,7 +141,7 @@ impl MemoryStore {
                 "the hold was deleted from the store".into(),
             ));
         }
-        entry.changed.notify_waiters();
+        entry.wake_front();
         true
     }
 
