@@ -6,7 +6,8 @@ use crate::guard::LockGuard;
 use crate::hold::Hold;
 use crate::scheduler::{self, Command};
 use crate::{
-    Backend, Capabilities, Error, HoldInfo, Key, LockStatus, Owner, Requirements, Result, Ttl,
+    Backend, Capabilities, Error, HoldInfo, Key, LockStatus, LossReason, Owner, Requirements,
+    Result, Ttl,
 };
 use std::collections::HashMap;
 use std::fmt;
@@ -365,12 +366,23 @@ impl Locker {
 
         let current = lock(&slot.hold).clone();
         if let Some(hold) = current.filter(|h| h.is_held()) {
-            shared.backend.reenter(&hold.info, hold.count() + 1).await?;
-            if hold.add_count() {
-                tracing::debug!(key = %key, owner = %owner, count = hold.count(), "re-entered");
-                return Ok(Some(LockGuard::new(self.inner.clone(), hold)));
+            match shared.backend.reenter(&hold.info, hold.count() + 1).await {
+                Ok(()) if hold.add_count() => {
+                    tracing::debug!(key = %key, owner = %owner, count = hold.count(), "re-entered");
+                    return Ok(Some(LockGuard::new(self.inner.clone(), hold)));
+                }
+                // Lost while re-entering: start a new hold below.
+                Ok(()) => {}
+                Err(Error::NotHeld { .. }) => {
+                    // The store dropped the hold without telling us: that
+                    // is a loss (SPEC item 5), and this is a new hold.
+                    self.inner.lose(
+                        &hold,
+                        LossReason::Gone("a re-entry found the hold gone".into()),
+                    );
+                }
+                Err(e) => return Err(e),
             }
-            // Lost while re-entering: start a new hold below.
         }
 
         let req = AcquireRequest {

@@ -177,3 +177,41 @@ async fn owner_is_validated() {
     assert_eq!(e.kind(), ErrorKind::InvalidConfig);
     let _ = Owner::random();
 }
+
+#[tokio::test]
+async fn reentry_after_the_store_dropped_the_hold_is_a_new_hold() {
+    use futures::FutureExt;
+    let (store, _, locker) = store_and_locker(Duration::from_secs(10));
+    let first = locker.request("k").owner("o").lock().await.unwrap();
+    assert!(store.force_expire("k"));
+    let again = locker.request("k").owner("o").lock().await.unwrap();
+    assert!(!first.is_held());
+    assert!(first.lost().now_or_never().is_some());
+    assert!(again.token() > first.token());
+    assert_eq!(again.hold_count(), 1);
+}
+
+#[tokio::test]
+async fn a_cut_client_fails_while_others_go_on() {
+    let backend = MemoryBackend::new();
+    let other = Locker::new(Arc::new(MemoryBackend::with_store(backend.store().clone())));
+    let cut = Locker::builder(Arc::new(backend.clone()))
+        .ttl(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let g = cut.lock("k").await.unwrap();
+    backend.set_unreachable(true);
+    assert_eq!(
+        cut.try_lock("x").await.unwrap_err().kind(),
+        ErrorKind::Unavailable
+    );
+    assert!(other.try_lock("x").await.unwrap().is_some());
+    let reason = timeout(Duration::from_secs(1), g.lost()).await.unwrap();
+    assert_eq!(reason, LossReason::DeadlinePassed);
+    // The store expires the hold; the other client gets it.
+    let got = timeout(Duration::from_secs(1), other.request("k").lock())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(got.token() > g.token());
+}

@@ -27,6 +27,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use store::{Entry, Holder};
@@ -39,6 +40,8 @@ pub struct MemoryBackend {
     store: Arc<MemoryStore>,
     prefix: String,
     caps: Capabilities,
+    /// This client's connection is cut (shared by clones of this client).
+    cut: Arc<AtomicBool>,
 }
 
 impl Default for MemoryBackend {
@@ -84,6 +87,7 @@ impl MemoryBackend {
             store,
             prefix: String::new(),
             caps: capabilities(),
+            cut: Arc::default(),
         }
     }
 
@@ -91,6 +95,20 @@ impl MemoryBackend {
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
+    }
+
+    /// Test hook: cuts this client off the store (every call fails with
+    /// `Unavailable`) or reconnects it, as a network partition between one
+    /// process and its server would; other clients of the store go on.
+    /// Clones of this client share the cut.
+    pub fn set_unreachable(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+    }
+
+    /// Whether calls fail now: this client is cut off, or the whole store is
+    /// unavailable.
+    fn is_unreachable(&self, store_unavailable: bool) -> bool {
+        store_unavailable || self.cut.load(Ordering::SeqCst)
     }
 
     /// The store, for its test hooks.
@@ -113,7 +131,10 @@ impl MemoryBackend {
     }
 
     fn unreachable(&self) -> Error {
-        Error::unavailable("memory store made unreachable by MemoryStore::set_unavailable")
+        Error::unavailable(
+            "memory store unreachable (MemoryStore::set_unavailable or \
+             MemoryBackend::set_unreachable)",
+        )
     }
 
     /// One pass over the key: grants it if it is free and it is this
@@ -125,7 +146,7 @@ impl MemoryBackend {
         spot: &mut QueueSpot<'_>,
     ) -> Result<Attempt> {
         let mut state = self.store.lock();
-        if state.unavailable {
+        if self.is_unreachable(state.unavailable) {
             return Err(self.unreachable());
         }
         let latency = state.latency;
@@ -324,7 +345,7 @@ impl Backend for MemoryBackend {
         let name = self.name(&hold.key);
         {
             let mut state = self.store.lock();
-            if state.unavailable {
+            if self.is_unreachable(state.unavailable) {
                 return Err(self.unreachable());
             }
             let now = Instant::now();
@@ -344,7 +365,7 @@ impl Backend for MemoryBackend {
         self.travel().await;
         let results = {
             let mut state = self.store.lock();
-            let unavailable = state.unavailable;
+            let unavailable = self.is_unreachable(state.unavailable);
             let now = Instant::now();
             holds
                 .iter()
@@ -370,7 +391,7 @@ impl Backend for MemoryBackend {
         self.travel().await;
         {
             let mut state = self.store.lock();
-            if state.unavailable {
+            if self.is_unreachable(state.unavailable) {
                 return Err(self.unreachable());
             }
             let now = Instant::now();
@@ -398,7 +419,7 @@ impl Backend for MemoryBackend {
     async fn status(&self, key: &Key) -> Result<LockStatus> {
         self.travel().await;
         let mut state = self.store.lock();
-        if state.unavailable {
+        if self.is_unreachable(state.unavailable) {
             return Err(self.unreachable());
         }
         let mut status = LockStatus::free(key.clone());
