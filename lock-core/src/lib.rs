@@ -39,6 +39,7 @@ mod capabilities;
 mod error;
 mod guard;
 mod hold;
+mod inbox;
 mod key;
 mod locker;
 pub mod memory;

@@ -1,19 +1,20 @@
 //! The user-facing [`Locker`]: acquisition with waiting and re-entry, over
 //! any [`Backend`].
 
-use crate::backend::{AcquireRequest, Wait};
+use crate::backend::{AcquireRequest, LossSignal, Wait};
 use crate::guard::LockGuard;
 use crate::hold::Hold;
-use crate::scheduler::{self, Command};
+use crate::inbox::{Inbox, Urgency};
+use crate::scheduler::{self, Command, renew_interval};
 use crate::{
     Backend, Capabilities, Error, HoldInfo, Key, LockStatus, LossReason, Owner, Requirements,
     Result, Ttl,
 };
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -107,15 +108,14 @@ impl LockerBuilder {
     pub fn build(self) -> Result<Locker> {
         let ttl = Ttl::new(self.ttl)?;
         self.backend.capabilities().check(&self.required)?;
-        let (commands, rx) = mpsc::unbounded_channel();
         Ok(Locker {
             inner: Arc::new(LockerInner {
                 shared: Arc::new(Shared {
                     backend: self.backend,
                     table: Mutex::new(HashMap::new()),
                 }),
-                commands,
-                scheduler: Mutex::new(Some(rx)),
+                inbox: Inbox::new(),
+                started: AtomicBool::new(false),
                 ttl,
                 wait: self.wait,
                 renew: self.renew,
@@ -186,22 +186,57 @@ impl Shared {
 /// What locker handles and guards share.
 pub(crate) struct LockerInner {
     pub(crate) shared: Arc<Shared>,
-    commands: mpsc::UnboundedSender<Command>,
-    /// The renewal task's receiver until the task is started.
-    scheduler: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
+    /// Commands for the renewal task.
+    inbox: Arc<Inbox>,
+    /// Whether the renewal task runs (it starts with the first hold).
+    started: AtomicBool,
     ttl: Ttl,
     wait: Option<Duration>,
     renew: bool,
 }
 
 impl LockerInner {
-    /// Sends a command to the renewal task. Sending never fails while a
-    /// guard exists: the task only ends when every sender is gone.
+    /// Hands a command to the renewal task, waking it only if the command
+    /// cannot wait for its next timer.
     pub(crate) fn send(&self, cmd: Command) {
-        if let Some(rx) = lock(&self.scheduler).take() {
-            tokio::spawn(scheduler::run(self.shared.clone(), rx));
+        let urgency = match &cmd {
+            Command::Untrack(_) | Command::Extended(_) => Urgency::Later,
+            Command::Release { .. } | Command::Track(..) => Urgency::Now,
+        };
+        self.push(cmd, urgency);
+    }
+
+    fn push(&self, cmd: Command, urgency: Urgency) {
+        if !self.started.swap(true, Ordering::SeqCst) {
+            tokio::spawn(scheduler::run(self.shared.clone(), self.inbox.clone()));
         }
-        let _ = self.commands.send(cmd);
+        self.inbox.push(cmd, urgency);
+    }
+
+    /// Starts renewing and watching a new hold. The store's loss signal is
+    /// polled here once, with a waker that wakes the renewal task, so the
+    /// task need not wake now just to start listening: it looks at the hold
+    /// by its first renewal (or deadline).
+    pub(crate) fn track(&self, hold: Arc<Hold>, signal: Option<LossSignal>, sent: Instant) {
+        let first = if hold.renew {
+            sent + renew_interval(hold.info.ttl)
+        } else {
+            hold.deadline()
+        };
+        let (signal, urgency): (Option<LossSignal>, _) = match signal {
+            None => (None, Urgency::By(first)),
+            Some(mut signal) => {
+                let waker = self.inbox.waker();
+                let mut cx = std::task::Context::from_waker(&waker);
+                match signal.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(reason) => {
+                        (Some(Box::pin(std::future::ready(reason))), Urgency::Now)
+                    }
+                    std::task::Poll::Pending => (Some(signal), Urgency::By(first)),
+                }
+            }
+        };
+        self.push(Command::Track(hold, signal, sent), urgency);
     }
 
     /// Ends a hold as lost, from a caller that learned it first.
@@ -216,6 +251,12 @@ impl LockerInner {
     pub(crate) fn ended(&self, hold: &Hold) {
         self.send(Command::Untrack(hold.id));
         self.shared.forget(hold);
+    }
+}
+
+impl Drop for LockerInner {
+    fn drop(&mut self) {
+        self.inbox.close();
     }
 }
 
@@ -421,8 +462,7 @@ impl Locker {
                 continue;
             }
             *lock(&slot.hold) = Some(hold.clone());
-            self.inner
-                .send(Command::Track(hold.clone(), grant.lost, grant.valid_from));
+            self.inner.track(hold.clone(), grant.lost, grant.valid_from);
             tracing::debug!(key = %key, owner = %owner, token = %hold.info.token, "acquired");
             slot_use.slot = None;
             return Ok(Some(LockGuard::new(self.inner.clone(), hold)));

@@ -5,6 +5,7 @@
 
 use crate::backend::{LossSignal, renew_results};
 use crate::hold::Hold;
+use crate::inbox::Inbox;
 use crate::locker::Shared;
 use crate::{Error, HoldInfo, LossReason, Result};
 use futures::future::{AbortHandle, Abortable, BoxFuture};
@@ -12,7 +13,6 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 
 /// What locker handles and guards ask of the scheduler.
@@ -65,7 +65,7 @@ struct Scheduler {
     losses: FuturesUnordered<BoxFuture<'static, Option<(u64, LossReason)>>>,
 }
 
-pub(crate) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Command>) {
+pub(crate) async fn run(shared: Arc<Shared>, inbox: Arc<Inbox>) {
     let mut s = Scheduler {
         shared,
         tracked: HashMap::new(),
@@ -75,23 +75,28 @@ pub(crate) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
         releases: FuturesUnordered::new(),
         losses: FuturesUnordered::new(),
     };
-    let mut open = true;
     loop {
-        if !open && s.releases.is_empty() && s.tracked.is_empty() {
+        for cmd in inbox.take() {
+            s.command(cmd);
+        }
+        if inbox.is_closed() && s.releases.is_empty() && s.tracked.is_empty() {
             // Every locker handle and guard is gone and every background
             // release has finished.
-            return;
+            if inbox.take().is_empty() {
+                return;
+            }
+            continue;
         }
         let next = [s.renew_at.first(), s.deadlines.first()]
             .into_iter()
             .flatten()
             .map(|&(t, _)| t)
             .min();
+        if inbox.publish(next) {
+            continue;
+        }
         tokio::select! {
-            cmd = commands.recv(), if open => match cmd {
-                Some(cmd) => s.command(cmd),
-                None => open = false,
-            },
+            () = inbox.notified() => {}
             () = sleep_until(next.unwrap_or_else(far_future)), if next.is_some() => s.timers(),
             Some(done) = s.renewals.next() => s.renewed(done),
             Some(()) = s.releases.next() => {}

@@ -1,0 +1,146 @@
+//! `rediss://` against a real `redis-server` serving TLS with a certificate
+//! signed by a CA made for the test (`openssl` makes them), with the `tls`
+//! feature: `cargo test -p lock-redis --features tls`. Without the feature,
+//! this file checks that `rediss://` says to enable it.
+
+#[cfg(not(feature = "tls"))]
+#[tokio::test]
+async fn rediss_says_to_enable_the_tls_feature() {
+    lock_redis::register();
+    let err = lock_core::connect("rediss://127.0.0.1:6379")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), lock_core::ErrorKind::InvalidConfig, "{err}");
+    assert!(
+        err.to_string()
+            .contains("enable the `tls` feature of lock-redis"),
+        "{err}"
+    );
+}
+
+#[cfg(feature = "tls")]
+mod common;
+
+#[cfg(feature = "tls")]
+mod with_tls {
+    use crate::common::{bulks, cmd};
+    use conformance::kit::{RedisOptions, RedisServer};
+    use std::path::Path;
+
+    async fn openssl(dir: &Path, args: &[&str]) {
+        let out = tokio::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .await
+            .unwrap_or_else(|e| {
+                panic!("cannot run openssl ({e}); install it: sudo apt-get install -y openssl")
+            });
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A CA and a server certificate for 127.0.0.1 signed by it.
+    async fn certificates(dir: &Path) {
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec![
+            "req",
+            "-x509",
+            "-new",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=dlock test CA",
+        ];
+        ca.extend(ec);
+        ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+        openssl(dir, &ca).await;
+        let mut csr = vec!["req", "-new", "-subj", "/CN=127.0.0.1"];
+        csr.extend(ec);
+        csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+        openssl(dir, &csr).await;
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                "ext.cnf",
+                "-out",
+                "server.pem",
+            ],
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn rediss_locks_over_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        certificates(dir.path()).await;
+        let tls_port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let path = |f: &str| dir.path().join(f).display().to_string();
+        let server = RedisServer::start_with(RedisOptions {
+            extra_args: vec![
+                "--tls-port".into(),
+                tls_port.to_string(),
+                "--tls-cert-file".into(),
+                path("server.pem"),
+                "--tls-key-file".into(),
+                path("server.key"),
+                "--tls-ca-cert-file".into(),
+                path("ca.pem"),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
+            ..RedisOptions::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("cannot start redis-server with TLS: {e}"));
+
+        lock_redis::register();
+        let url = format!(
+            "rediss://127.0.0.1:{tls_port}?tls_ca={}&timeout=2s",
+            path("ca.pem")
+        );
+        let locker = lock_core::connect(&url).await.unwrap();
+        let guard = locker.request("orders:1").owner("o1").lock().await.unwrap();
+        // Seen through the plain port: the same server, the same layout.
+        assert_eq!(
+            cmd(server.addr(), &["HGETALL", "orders:1"]).await,
+            bulks(&["o1", "1"])
+        );
+        guard.release().await.unwrap();
+
+        // Without the CA the server's certificate is not trusted: an error,
+        // never a connection.
+        let untrusted = format!("rediss://127.0.0.1:{tls_port}?timeout=2s");
+        assert!(lock_core::connect(&untrusted).await.is_err());
+    }
+}
