@@ -59,6 +59,11 @@ impl LockGuard {
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn hold(&self) -> &Arc<Hold> {
+        &self.hold
+    }
+
     /// The locked key.
     pub fn key(&self) -> &Key {
         &self.hold.info.key

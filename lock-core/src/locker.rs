@@ -175,8 +175,11 @@ impl Shared {
             if current.as_ref().is_some_and(|h| h.id == hold.id) {
                 *current = None;
             }
+            // A late report about an old hold must not drop a newer live one
+            // of the same owner.
+            let idle = current.as_ref().is_none_or(|h| h.has_ended());
             drop(current);
-            if Arc::strong_count(slot) == 1 {
+            if idle && Arc::strong_count(slot) == 1 {
                 table.remove(&k);
             }
         }
@@ -590,4 +593,29 @@ struct Checked<'a> {
     ttl: Ttl,
     renew: bool,
     wait: Option<Duration>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryBackend;
+
+    #[tokio::test]
+    async fn a_late_report_about_an_old_hold_keeps_the_newer_one() {
+        let locker = Locker::new(Arc::new(MemoryBackend::new()));
+        let old = locker.request("k").owner("o").lock().await.unwrap();
+        let old_hold = old.hold().clone();
+        old.release().await.unwrap();
+        let new = locker.request("k").owner("o").lock().await.unwrap();
+        // The renewal task reports on the old hold late (a loss signal or a
+        // renewal answer that was in flight).
+        locker.inner.shared.forget(&old_hold);
+        let again = locker.request("k").owner("o").try_lock().await.unwrap();
+        assert!(again.is_some());
+        assert_eq!(
+            new.hold_count(),
+            2,
+            "the re-entry did not join the live hold"
+        );
+    }
 }

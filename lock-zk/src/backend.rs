@@ -1,0 +1,377 @@
+//! [`ZkBackend`]: the [`Backend`] over one ZooKeeper session.
+
+use crate::acquire::acquire;
+use crate::config::ZkConfig;
+use crate::error::{is_connection, is_session_over, to_error};
+use crate::held::{Holds, Phase};
+use crate::path::{contenders, lock_dir};
+use crate::session::Sessions;
+use futures::future::join_all;
+use lock_core::{
+    AcquireRequest, Backend, Capabilities, Error, FencingGuarantee, FencingToken, Grant, HoldInfo,
+    HolderStatus, Key, LockStatus, NodeLoss, Result, async_trait,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use zookeeper_client as zk;
+
+/// The server's tick as the kit and ZooKeeper's sample configuration run
+/// it; session timeouts are whole ticks.
+pub const TICK: Duration = Duration::from_millis(200);
+
+/// What the `zk://` backend guarantees (see the crate docs' table).
+pub fn capabilities() -> Capabilities {
+    let mut caps = Capabilities::new("zk");
+    caps.fencing = FencingGuarantee::Unconditional;
+    caps.node_loss = NodeLoss::SurvivesMinority;
+    caps.notifies_waiters = true;
+    caps.fair = true;
+    caps.ttl_granularity = TICK;
+    caps.cancel_cleans_up = true;
+    caps
+}
+
+pub(crate) struct Inner {
+    pub(crate) sessions: Sessions,
+    pub(crate) holds: Arc<Holds>,
+    pub(crate) base: String,
+    caps: Capabilities,
+}
+
+/// Locks in a ZooKeeper ensemble, in Curator's `InterProcessMutex` layout,
+/// over one session shared by every hold of this backend.
+///
+/// Every hold's ttl is the session's negotiated timeout, whatever ttl the
+/// request asked for (see the crate docs). Cheap to clone: clones share the
+/// session.
+#[derive(Clone)]
+pub struct ZkBackend {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ZkBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZkBackend")
+            .field("servers", &self.inner.sessions.servers())
+            .field("base", &self.inner.base)
+            .field("session", &format_args!("{:#x}", self.session_id()))
+            .finish()
+    }
+}
+
+impl ZkBackend {
+    /// Connects a session to the ensemble `config` names.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] naming the servers if no session can be
+    /// established.
+    ///
+    /// # Cancel safety
+    /// Safe to drop: a session being opened is closed.
+    pub async fn connect(config: ZkConfig) -> Result<Self> {
+        let base = config.base();
+        let sessions = Sessions::connect(config).await?;
+        Ok(ZkBackend {
+            inner: Arc::new(Inner {
+                sessions,
+                holds: Arc::default(),
+                base,
+                caps: capabilities(),
+            }),
+        })
+    }
+
+    /// Connects to the ensemble a `zk://` URL names (options
+    /// `session_timeout=` and `prefix=` only; for `ttl=`, `wait=` and the
+    /// other locker options use [`lock_core::connect`]).
+    ///
+    /// # Cancel safety
+    /// As [`connect`](Self::connect).
+    pub async fn connect_url(url: &str) -> Result<Self> {
+        Self::connect(ZkConfig::from_url(url)?).await
+    }
+
+    /// The effective ttl of new holds: the current session's negotiated
+    /// timeout.
+    pub fn ttl(&self) -> Duration {
+        self.inner.sessions.peek().timeout
+    }
+
+    /// The current session's id.
+    pub fn session_id(&self) -> i64 {
+        self.inner.sessions.peek().id
+    }
+
+    /// The current session's id and password (for tools and tests that
+    /// need to act on this session from elsewhere, e.g. to expire it).
+    pub fn session_info(&self) -> zk::SessionInfo {
+        self.inner.sessions.peek().client.session().clone()
+    }
+
+    /// The ZooKeeper node of `key`'s lock (its contenders are the node's
+    /// children).
+    pub fn lock_path(&self, key: &Key) -> String {
+        lock_dir(&self.inner.base, key)
+    }
+
+    /// How many holds this backend has in the store now (including ones
+    /// being released).
+    pub fn hold_count(&self) -> usize {
+        self.inner.holds.len()
+    }
+
+    fn not_held(hold: &HoldInfo) -> Error {
+        Error::NotHeld {
+            key: hold.key.as_str().to_owned(),
+            owner: hold.owner.as_str().to_owned(),
+        }
+    }
+
+    fn servers(&self) -> &str {
+        self.inner.sessions.servers()
+    }
+}
+
+#[async_trait]
+impl Backend for ZkBackend {
+    fn capabilities(&self) -> &Capabilities {
+        &self.inner.caps
+    }
+
+    /// # Cancel safety
+    /// Dropped at any point, the node it created (or may have created) is
+    /// deleted in the background.
+    async fn acquire(&self, req: &AcquireRequest) -> Result<Option<Grant>> {
+        acquire(&self.inner, req).await
+    }
+
+    /// A `sync`, then one `exists` per hold, all sent before any answer is
+    /// awaited (one round trip, plus the follower's catching up with the
+    /// leader): a hold is renewed if its node is still there, created by
+    /// our live session with the hold's zxid.
+    ///
+    /// # Cancel safety
+    /// Read-only in the store; safe to drop.
+    async fn renew(&self, holds: &[Arc<HoldInfo>]) -> Vec<Result<()>> {
+        let sent = Instant::now();
+        let nodes: Vec<_> = holds
+            .iter()
+            .map(|h| {
+                self.inner
+                    .holds
+                    .get(&h.handle)
+                    .filter(|n| n.token == h.token.get())
+                    .filter(|n| n.phase() == Phase::Held && sent < n.lease())
+                    .filter(|n| !n.session.is_over())
+            })
+            .collect();
+        // A follower may lag behind the leader, and a renewal must not
+        // confirm a node the ensemble has already deleted: a `sync` first
+        // (once per session), so that the reads after it, on the same
+        // session, see every write committed before. Each call sends its
+        // request at once, in order; the answers come in one trip.
+        let mut sessions: Vec<&Arc<crate::session::Session>> = Vec::new();
+        for n in nodes.iter().flatten() {
+            if !sessions.iter().any(|s| s.id == n.session.id) {
+                sessions.push(&n.session);
+            }
+        }
+        let synced: Vec<_> = sessions
+            .iter()
+            .map(|s| {
+                // Called here, so the sync leaves before the reads below.
+                let sync = s.client.sync("/");
+                async move { (s.id, sync.await) }
+            })
+            .collect();
+        let asked: Vec<_> = nodes
+            .iter()
+            .map(|n| n.as_ref().map(|n| n.session.client.check_stat(&n.path)))
+            .collect();
+        let (synced, answers) = futures::join!(
+            join_all(synced),
+            join_all(asked.into_iter().map(|a| async move {
+                match a {
+                    Some(f) => Some(f.await),
+                    None => None,
+                }
+            }))
+        );
+        // A failed sync makes its session's reads unconfirmed.
+        let answers: Vec<_> = answers
+            .into_iter()
+            .zip(&nodes)
+            .map(|(answer, node)| {
+                let node = node.as_ref()?;
+                match synced.iter().find(|(id, _)| *id == node.session.id) {
+                    Some((_, Err(e))) => Some(Err(e.clone())),
+                    _ => answer,
+                }
+            })
+            .collect();
+        holds
+            .iter()
+            .zip(nodes)
+            .zip(answers)
+            .map(|((hold, node), answer)| {
+                let (Some(node), Some(answer)) = (node, answer) else {
+                    return Err(Self::not_held(hold));
+                };
+                match answer {
+                    Ok(Some(stat))
+                        if stat.czxid as u64 == node.token
+                            && stat.ephemeral_owner == node.session.id =>
+                    {
+                        if node.extend(sent) {
+                            Ok(())
+                        } else {
+                            // The lease ran out while the answer travelled:
+                            // the hold's task deletes the node.
+                            Err(Self::not_held(hold))
+                        }
+                    }
+                    Ok(_) => {
+                        node.gone(&format!(
+                            "its ZooKeeper node {} is gone (found by a renewal)",
+                            node.path
+                        ));
+                        Err(Self::not_held(hold))
+                    }
+                    Err(e) if is_session_over(&e) => {
+                        node.gone(&format!("the ZooKeeper session ended ({e})"));
+                        Err(Self::not_held(hold))
+                    }
+                    Err(e) => Err(to_error(self.servers(), &format!("renew {}", hold.key), e)),
+                }
+            })
+            .collect()
+    }
+
+    /// Deletes the hold's node at the last count; does nothing before.
+    ///
+    /// # Cancel safety
+    /// If dropped, the delete may or may not have happened; a retry knows
+    /// (a delete whose outcome was unknown makes a later "no such node" a
+    /// success).
+    async fn release(&self, hold: &HoldInfo, count: u32) -> Result<()> {
+        if count > 1 {
+            return Ok(());
+        }
+        let Some(node) = self
+            .inner
+            .holds
+            .get(&hold.handle)
+            .filter(|n| n.token == hold.token.get())
+        else {
+            return Err(Self::not_held(hold));
+        };
+        // Mark the delete as possibly applied before it is sent: if this
+        // future is dropped mid-way, a retry must not take a missing node
+        // for someone else's doing.
+        let mut was_applied = false;
+        let phase = node.update(|p| match p {
+            Phase::Held => Phase::Releasing {
+                maybe_applied: true,
+            },
+            Phase::Releasing { maybe_applied } => {
+                was_applied = maybe_applied;
+                Phase::Releasing {
+                    maybe_applied: true,
+                }
+            }
+            p => p,
+        });
+        match phase {
+            Phase::Released => return Ok(()),
+            Phase::Gone => return Err(Self::not_held(hold)),
+            Phase::Held | Phase::Releasing { .. } => {}
+        }
+        let gone = |applied: bool| {
+            let mut ok = false;
+            node.update(|p| match p {
+                Phase::Released => {
+                    ok = true;
+                    Phase::Released
+                }
+                Phase::Releasing { .. } if applied => {
+                    ok = true;
+                    Phase::Released
+                }
+                _ => Phase::Gone,
+            });
+            if ok {
+                Ok(())
+            } else {
+                Err(Self::not_held(hold))
+            }
+        };
+        match node.session.client.delete(&node.path, None).await {
+            Ok(()) => {
+                // Confirmed: no retry will come, forget the hold now.
+                self.inner.holds.remove(&node);
+                node.update(|_| Phase::Released);
+                Ok(())
+            }
+            Err(zk::Error::NoNode) => gone(was_applied),
+            Err(e) if is_session_over(&e) => gone(was_applied),
+            Err(e) => {
+                if !is_connection(&e) {
+                    node.update(|p| match p {
+                        Phase::Releasing { .. } => Phase::Releasing {
+                            maybe_applied: was_applied,
+                        },
+                        p => p,
+                    });
+                }
+                Err(to_error(
+                    self.servers(),
+                    &format!("release {}", hold.key),
+                    e,
+                ))
+            }
+        }
+    }
+
+    /// The contenders under the key's lock node: the first is the holder
+    /// (owner from the node's data, token its creation zxid, node name and
+    /// session in `detail`), the rest are waiters.
+    ///
+    /// # Cancel safety
+    /// Read-only; safe to drop.
+    async fn status(&self, key: &Key) -> Result<LockStatus> {
+        let session = self.inner.sessions.get().await?;
+        let client = &session.client;
+        let dir = self.lock_path(key);
+        let what = || format!("status of {key}");
+        let mut status = LockStatus::free(key.clone());
+        let children = match client.list_children(&dir).await {
+            Ok(c) => c,
+            Err(zk::Error::NoNode) => {
+                status.waiters = Some(0);
+                return Ok(status);
+            }
+            Err(e) => return Err(to_error(self.servers(), &what(), e)),
+        };
+        let queue = contenders(children);
+        let paths: Vec<String> = queue.iter().map(|(_, n)| format!("{dir}/{n}")).collect();
+        let asked: Vec<_> = paths.iter().map(|p| client.get_data(p)).collect();
+        let mut present = Vec::new();
+        for ((_, name), answer) in queue.iter().zip(join_all(asked).await) {
+            match answer {
+                Ok((data, stat)) => present.push((name, data, stat)),
+                Err(zk::Error::NoNode) => {}
+                Err(e) => return Err(to_error(self.servers(), &what(), e)),
+            }
+        }
+        status.waiters = Some(present.len().saturating_sub(1));
+        if let Some((name, data, stat)) = present.into_iter().next() {
+            let owner = String::from_utf8(data).ok().filter(|o| !o.is_empty());
+            let mut holder = HolderStatus::new(owner);
+            holder.token = Some(FencingToken(stat.czxid as u64));
+            holder.detail = Some(format!("node {name}, session {:#x}", stat.ephemeral_owner));
+            status.holders.push(holder);
+        }
+        Ok(status)
+    }
+}
