@@ -121,16 +121,17 @@ impl Hold {
     /// Ends the hold as lost (all counts together, SPEC item 2) and wakes
     /// every `lost()` future. Returns false if it had already ended.
     pub(crate) fn mark_lost(&self, reason: LossReason) -> bool {
-        {
-            let mut s = self.state();
-            if s.ended {
-                return false;
-            }
-            s.ended = true;
-            s.count = 0;
+        let mut s = self.state();
+        if s.ended {
+            return false;
         }
+        s.ended = true;
+        s.count = 0;
         tracing::warn!(key = %self.info.key, owner = %self.info.owner, token = %self.info.token, %reason, "lock lost");
+        // Resolve `lost()` before anyone can see `is_held() == false`
+        // through this state: the two never disagree.
         self.lost.send_replace(Some(reason));
+        drop(s);
         true
     }
 

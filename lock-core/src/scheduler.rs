@@ -201,8 +201,9 @@ impl Scheduler {
     }
 
     fn lose(&mut self, id: u64, reason: LossReason) {
-        if let Some(hold) = self.untrack(id) {
-            hold.mark_lost(reason);
+        if let Some(hold) = self.untrack(id)
+            && hold.mark_lost(reason)
+        {
             self.shared.forget(&hold);
         }
     }
