@@ -219,7 +219,14 @@ async fn no_wait_exits_75_at_once_naming_the_holder_and_status_shows_it() {
         assert_eq!(code(&out), 75, "{}", stderr(&out));
         let err = stderr(&out);
         assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.contains("held by holder-1"), "{err}");
+        // etcd's mutex layout (shared with etcdctl) keeps no owner id: the
+        // holder is named by its key and lease there.
+        let owner_known = store.kind != Kind::Etcd;
+        if owner_known {
+            assert!(err.contains("held by holder-1"), "{err}");
+        } else {
+            assert!(err.contains("held by key \"e2e/busy/"), "{err}");
+        }
         assert!(err.contains("--no-wait"), "{err}");
         // "At once": far less than the holder's 60 s (or its 20 s ttl).
         assert!(took < Duration::from_secs(10), "took {took:?}");
@@ -239,7 +246,9 @@ async fn no_wait_exits_75_at_once_naming_the_holder_and_status_shows_it() {
         assert_eq!(code(&out), 0, "{}", stderr(&out));
         let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
         assert_eq!(v["held"], true, "{v}");
-        assert_eq!(v["owner"], "holder-1", "{v}");
+        if owner_known {
+            assert_eq!(v["owner"], "holder-1", "{v}");
+        }
         let left = v["remaining_ms"].as_u64();
         assert!(left.is_none_or(|ms| ms <= 20_000), "{v}");
         let out = run(["status", "-b", &store.url, "-k", "e2e/busy"]).await;
