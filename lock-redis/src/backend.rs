@@ -1,25 +1,15 @@
 //! [`RedisBackend`]: the [`Backend`] of one Redis server.
 
 use crate::config::RedisConfig;
-use crate::errors::{from_redis, timed_out};
-use crate::scripts::{self, Acquired, Names};
-use crate::waiters::{Registration, Subscriber};
-use futures::future::join_all;
+use crate::node::{Acquired, Names, Node, Registration, ttl_ms};
 use lock_core::{
     AcquireRequest, Backend, Capabilities, Error, FencingGuarantee, Grant, HoldInfo, Key,
     LockStatus, LossReason, NodeLoss, Result, Wait,
 };
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, ScriptInvocation, Value};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::{Instant, sleep, sleep_until, timeout};
-
-/// How many holds one renewal script covers; a larger batch is split into
-/// several scripts sent together (pipelined on the one connection), so no
-/// single script blocks the server for long.
-const RENEW_CHUNK: usize = 1000;
+use tokio::time::{Instant, sleep, sleep_until};
 
 /// The `redis://` backend: one Redis server, Redisson's lock layout, one
 /// round trip per operation, waiters woken by pub/sub.
@@ -29,20 +19,17 @@ const RENEW_CHUNK: usize = 1000;
 /// request, and one pub/sub connection shared by all waiters, which also
 /// watches the server (see the crate docs on loss).
 pub struct RedisBackend {
-    conn: ConnectionManager,
-    subscriber: Subscriber,
-    config: RedisConfig,
-    addr: String,
+    node: Node,
     caps: Capabilities,
 }
 
 impl fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBackend")
-            .field("addr", &self.addr)
-            .field("db", &self.config.db)
-            .field("prefix", &self.config.prefix)
-            .field("timeout", &self.config.timeout)
+            .field("addr", &self.node.addr)
+            .field("db", &self.node.config.db)
+            .field("prefix", &self.node.config.prefix)
+            .field("timeout", &self.node.config.timeout)
             .finish()
     }
 }
@@ -60,77 +47,10 @@ fn capabilities() -> Capabilities {
     caps
 }
 
-fn client(config: &RedisConfig) -> Result<redis::Client> {
-    let addr = if config.tls {
-        #[cfg(feature = "tls")]
-        {
-            // rustls needs a process-wide crypto provider; install ring's
-            // unless the application installed one already.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            ConnectionAddr::TcpTls {
-                host: config.host.clone(),
-                port: config.port,
-                insecure: false,
-                tls_params: None,
-            }
-        }
-        #[cfg(not(feature = "tls"))]
-        {
-            return Err(crate::url::tls_disabled());
-        }
-    } else {
-        ConnectionAddr::Tcp(config.host.clone(), config.port)
-    };
-    let mut settings = RedisConnectionInfo::default().set_db(config.db);
-    if let Some(user) = &config.user {
-        settings = settings.set_username(user);
-    }
-    if let Some(password) = &config.password {
-        settings = settings.set_password(password);
-    }
-    let bad =
-        |e: redis::RedisError| Error::InvalidConfig(format!("redis at {}: {e}", config.addr()));
-    let info = addr
-        .into_connection_info()
-        .map_err(bad)?
-        .set_redis_settings(settings);
-    #[cfg(feature = "tls")]
-    if let Some(ca) = &config.tls_ca {
-        let root = std::fs::read(ca).map_err(|e| {
-            Error::InvalidConfig(format!("cannot read tls_ca {}: {e}", ca.display()))
-        })?;
-        let certificates = redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(root),
-        };
-        return redis::Client::build_with_tls(info, certificates).map_err(bad);
-    }
-    redis::Client::open(info).map_err(bad)
-}
-
-fn ttl_ms(ttl: Duration) -> u64 {
-    // Round up to Redis's millisecond: never shorter than asked.
-    let ms = ttl.as_millis();
-    let ms = if Duration::from_millis(ms as u64) < ttl {
-        ms + 1
-    } else {
-        ms
-    };
-    u64::try_from(ms).unwrap_or(u64::MAX)
-}
-
 fn not_held(hold: &HoldInfo) -> Error {
     Error::NotHeld {
         key: hold.key.as_str().to_owned(),
         owner: hold.owner.as_str().to_owned(),
-    }
-}
-
-/// The same failure again, for each hold of a failed batch.
-fn copy_error(e: &Error) -> Error {
-    match e {
-        Error::Unavailable { message, .. } => Error::unavailable(message.clone()),
-        other => Error::backend(other.to_string()),
     }
 }
 
@@ -142,65 +62,8 @@ impl RedisBackend {
     /// # Cancel safety
     /// If dropped, nothing is left behind but connections being closed.
     pub async fn connect(config: RedisConfig) -> Result<RedisBackend> {
-        let client = client(&config)?;
-        let addr = config.addr();
-        let manager_config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.timeout))
-            .set_connection_timeout(Some(config.timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(200));
-        let conn = match timeout(
-            config.timeout * 2,
-            ConnectionManager::new_with_config(client.clone(), manager_config),
-        )
-        .await
-        {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(from_redis(&addr, "connect", e)),
-            Err(_) => return Err(timed_out(&addr, "connect", config.timeout * 2)),
-        };
-        // The subscriber's own channel, named like a release channel so
-        // that one ACL pattern covers all: `&redisson_lock__channel:*`.
-        let own_channel = format!(
-            "redisson_lock__channel:{{dlock:subscriber:{:016x}}}",
-            rand::random::<u64>()
-        );
-        // A user without pub/sub rights would lose every wake-up (the
-        // client does not report a refused SUBSCRIBE) and fail every final
-        // release (its PUBLISH): say so now. One PUBLISH, nobody listens.
-        let mut probe = conn.clone();
-        let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-            .arg(&own_channel)
-            .arg("0")
-            .query_async(&mut probe)
-            .await;
-        match published {
-            Ok(_) => {}
-            Err(e) if e.code() == Some("NOPERM") => {
-                return Err(Error::InvalidConfig(format!(
-                    "redis at {addr}: the user may not use pub/sub ({e}); waiters and \
-                     releases need the channels redisson_lock__channel:* \
-                     (ACL `&redisson_lock__channel:*`, or `&*`)"
-                )));
-            }
-            Err(e) => return Err(from_redis(&addr, "connect", e)),
-        }
-        let subscriber = Subscriber::start(client, addr.clone(), own_channel, config.timeout);
-        if subscriber.live_epoch().await.is_none() {
-            return Err(match subscriber.last_error() {
-                Some(e) => from_redis(&addr, "open the pub/sub connection", e),
-                None => Error::unavailable(format!(
-                    "redis at {addr}: the pub/sub connection did not open within {:?}",
-                    config.timeout
-                )),
-            });
-        }
         Ok(RedisBackend {
-            conn,
-            subscriber,
-            config,
-            addr,
+            node: Node::connect(config).await?,
             caps: capabilities(),
         })
     }
@@ -215,34 +78,28 @@ impl RedisBackend {
 
     /// The configuration it was connected with.
     pub fn config(&self) -> &RedisConfig {
-        &self.config
+        &self.node.config
     }
 
     /// `host:port` of the server.
     pub fn addr(&self) -> &str {
-        &self.addr
+        &self.node.addr
     }
 
     /// The name of `key`'s lock hash in Redis: the prefix, then the key.
     /// Its fencing counter is `redisson_lock_token:{NAME}` and its release
     /// channel `redisson_lock__channel:{NAME}`.
     pub fn lock_name(&self, key: &Key) -> String {
-        format!("{}{}", self.config.prefix, key.as_str())
+        format!("{}{}", self.node.config.prefix, key.as_str())
     }
 
     fn names(&self, key: &Key) -> Names {
-        Names::new(self.lock_name(key))
+        self.node.names(key)
     }
 
-    /// Runs one script invocation: EVALSHA, with EVAL's load on NOSCRIPT.
-    /// Bounded by the connection's response and connection timeouts (the
-    /// config's `timeout`): no extra timer on the hot path.
-    async fn eval(&self, what: &str, invocation: &ScriptInvocation<'_>) -> Result<Value> {
-        let mut conn = self.conn.clone();
-        invocation
-            .invoke_async::<Value>(&mut conn)
-            .await
-            .map_err(|e| from_redis(&self.addr, what, e))
+    /// The connection to the server, for the lock operations one by one.
+    pub fn node(&self) -> &Node {
+        &self.node
     }
 
     /// One try: `Ok(Ok(grant))`, or `Ok(Err(pttl))` when held by someone
@@ -250,39 +107,40 @@ impl RedisBackend {
     async fn attempt(
         &self,
         req: &AcquireRequest,
-        names: &Names,
         ttl: u64,
     ) -> Result<std::result::Result<Grant, i64>> {
-        let Some(epoch) = self.subscriber.live_epoch().await else {
+        let Some(epoch) = self.node.live_epoch().await else {
             return Err(Error::unavailable(format!(
                 "redis at {}: no connection (the pub/sub connection that watches the server is down)",
-                self.addr
+                self.node.addr
             )));
         };
-        let mut invocation = scripts::ACQUIRE_SCRIPT.prepare_invoke();
-        invocation
-            .key(&names.lock)
-            .key(&names.counter)
-            .arg(req.owner.as_str())
-            .arg(ttl);
         let mut undo = Undo {
-            backend: self,
-            names,
-            owner: req.owner.as_str(),
+            node: &self.node,
+            req,
             armed: true,
         };
         let sent = Instant::now();
-        let reply = self.eval("acquire", &invocation).await;
+        let reply = self
+            .node
+            .acquire(&req.key, req.owner.as_str(), ttl, None)
+            .await;
         // An answer came: whatever it says is known. An error may hide a
         // grant (a timeout after the server ran the script): undo it.
         let reply = reply?;
         undo.armed = false;
-        let token = match scripts::parse_acquire(&reply)? {
+        let token = match reply {
             Acquired::New(token) | Acquired::Reentered(token) => token,
             Acquired::Held(pttl) => return Ok(Err(pttl)),
+            other => {
+                return Err(Error::backend(format!(
+                    "redis at {}: unexpected acquire answer {other:?}",
+                    self.node.addr
+                )));
+            }
         };
-        let ended = self.subscriber.epoch_ended(epoch.number);
-        let addr = self.addr.clone();
+        let ended = self.node.epoch_ended(epoch.number);
+        let addr = self.node.addr.clone();
         let lost = Box::pin(async move {
             ended.await;
             LossReason::Gone(format!(
@@ -304,38 +162,17 @@ impl RedisBackend {
 /// reached the caller (cancelled or failed while in flight). Sent on the
 /// same connection after the acquire, so the server runs it after it.
 struct Undo<'a> {
-    backend: &'a RedisBackend,
-    names: &'a Names,
-    owner: &'a str,
+    node: &'a Node,
+    req: &'a AcquireRequest,
     armed: bool,
 }
 
 impl Drop for Undo<'_> {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
+        if self.armed {
+            self.node
+                .undo_in_background(&self.req.key, self.req.owner.as_str());
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let mut conn = self.backend.conn.clone();
-        let limit = self.backend.config.timeout;
-        let (lock, channel, owner) = (
-            self.names.lock.clone(),
-            self.names.channel.clone(),
-            self.owner.to_owned(),
-        );
-        // The acquire was queued on the connection before this point, so
-        // the undo, queued after it, runs after it on the server.
-        runtime.spawn(async move {
-            let mut invocation = scripts::UNDO_SCRIPT.prepare_invoke();
-            invocation.key(&lock).key(&channel).arg(&owner);
-            let cmd = invocation.invoke_async::<Value>(&mut conn);
-            match timeout(limit, cmd).await {
-                Ok(Ok(v)) => tracing::debug!(lock = %lock, owner = %owner, reply = ?v, "undid an acquire whose answer was lost"),
-                _ => tracing::debug!(lock = %lock, owner = %owner, "could not undo an acquire; it expires within its ttl"),
-            }
-        });
     }
 }
 
@@ -382,14 +219,14 @@ impl Backend for RedisBackend {
     async fn acquire(&self, req: &AcquireRequest) -> Result<Option<Grant>> {
         let names = self.names(&req.key);
         let ttl = ttl_ms(req.ttl.get());
-        let mut pttl = match self.attempt(req, &names, ttl).await? {
+        let mut pttl = match self.attempt(req, ttl).await? {
             Ok(grant) => return Ok(Some(grant)),
             Err(pttl) => pttl,
         };
         if req.wait.expired(Instant::now()) {
             return Ok(None);
         }
-        let reg = self.subscriber.register(&names.channel);
+        let reg = self.node.register(&names.channel);
         let deadline = match req.wait {
             Wait::Until(t) => Some(t),
             _ => None,
@@ -411,7 +248,7 @@ impl Backend for RedisBackend {
                     () = async { sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {}
                 }
             }
-            let outcome = self.attempt(req, &names, ttl).await;
+            let outcome = self.attempt(req, ttl).await;
             baton.armed = false;
             pttl = match outcome? {
                 Ok(grant) => return Ok(Some(grant)),
@@ -424,72 +261,33 @@ impl Backend for RedisBackend {
     }
 
     async fn reenter(&self, hold: &HoldInfo, _count: u32) -> Result<()> {
-        let names = self.names(&hold.key);
-        let mut invocation = scripts::REENTER_SCRIPT.prepare_invoke();
-        invocation
-            .key(&names.lock)
-            .key(&names.counter)
-            .arg(hold.owner.as_str())
-            .arg(hold.token.get())
-            .arg(ttl_ms(hold.ttl));
-        let reply = self.eval("re-enter", &invocation).await?;
-        match scripts::parse_int("re-enter", &reply)? {
-            n if n >= 1 => Ok(()),
-            _ => Err(not_held(hold)),
+        match self.node.reenter(hold).await? {
+            true => Ok(()),
+            false => Err(not_held(hold)),
         }
     }
 
     async fn renew(&self, holds: &[Arc<HoldInfo>]) -> Vec<Result<()>> {
-        let batches = holds.chunks(RENEW_CHUNK).map(|chunk| async move {
-            let mut invocation = scripts::RENEW_SCRIPT.prepare_invoke();
-            for hold in chunk {
-                let names = self.names(&hold.key);
-                invocation
-                    .key(names.lock)
-                    .key(names.counter)
-                    .arg(hold.owner.as_str())
-                    .arg(hold.token.get())
-                    .arg(ttl_ms(hold.ttl));
-            }
-            let outcome = match self.eval("renew", &invocation).await {
-                Ok(reply) => scripts::parse_renew(&reply, chunk.len()),
+        let answers = self.node.renew(holds).await;
+        holds
+            .iter()
+            .zip(answers)
+            .map(|(hold, answer)| match answer {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(not_held(hold)),
                 Err(e) => Err(e),
-            };
-            match outcome {
-                Ok(extended) => chunk
-                    .iter()
-                    .zip(extended)
-                    .map(|(hold, ok)| if ok { Ok(()) } else { Err(not_held(hold)) })
-                    .collect::<Vec<_>>(),
-                Err(e) => chunk.iter().map(|_| Err(copy_error(&e))).collect(),
-            }
-        });
-        join_all(batches).await.into_iter().flatten().collect()
+            })
+            .collect()
     }
 
     async fn release(&self, hold: &HoldInfo, count: u32) -> Result<()> {
-        let names = self.names(&hold.key);
-        let mut invocation = scripts::RELEASE_SCRIPT.prepare_invoke();
-        invocation
-            .key(&names.lock)
-            .key(&names.counter)
-            .key(&names.channel)
-            .arg(hold.owner.as_str())
-            .arg(hold.token.get())
-            .arg(count);
-        let reply = self.eval("release", &invocation).await?;
-        match scripts::parse_int("release", &reply)? {
-            n if n >= 0 => Ok(()),
-            _ => Err(not_held(hold)),
+        match self.node.release(hold, count).await? {
+            true => Ok(()),
+            false => Err(not_held(hold)),
         }
     }
 
     async fn status(&self, key: &Key) -> Result<LockStatus> {
-        let names = self.names(key);
-        let mut invocation = scripts::STATUS_SCRIPT.prepare_invoke();
-        invocation.key(&names.lock).key(&names.counter);
-        let reply = self.eval("status", &invocation).await?;
-        let found = scripts::parse_status(&reply)?;
-        Ok(crate::status::lock_status(key, &names, found))
+        self.node.status(key).await
     }
 }

@@ -48,6 +48,17 @@
 //! once, so the holder gives up before that can happen. (A network reset
 //! therefore also ends holds; the store frees them within one ttl.)
 //!
+//! ## Building on it
+//!
+//! [`node`] exposes one server's connection and the lock operations on it,
+//! one script each ([`node::Node`]), with the key and channel naming
+//! ([`node::Names`]) and the pub/sub waiters ([`node::Registration`]): the
+//! Redlock backend (`lock-redlock`) runs the very same scripts on each of
+//! its masters. The acquire script takes an optional proposed token for
+//! it: the counter is raised to the proposal only if the proposal exceeds
+//! it, instead of incremented ([`node::Acquired::Refused`] otherwise), and
+//! [`lua::RAISE`] is its second round.
+//!
 //! ## URLs
 //!
 //! `redis://[user:pass@]host[:port][/db][?prefix=...&timeout=...]`, and
@@ -76,6 +87,7 @@
 mod backend;
 mod config;
 mod errors;
+pub mod node;
 mod scripts;
 mod status;
 mod url;
@@ -89,5 +101,5 @@ pub use url::register;
 /// benchmark's raw comparison). The scripts that act on a hold this client
 /// has are sent as [`OURS`](lua::OURS) followed by their own text.
 pub mod lua {
-    pub use crate::scripts::{ACQUIRE, OURS, REENTER, RELEASE, RENEW, STATUS, UNDO};
+    pub use crate::scripts::{ACQUIRE, OURS, RAISE, REENTER, RELEASE, RENEW, STATUS, UNDO};
 }

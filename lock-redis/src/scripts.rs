@@ -18,8 +18,11 @@ use std::sync::LazyLock;
 /// Helpers (`ours`, `extend`) put in front of the scripts that act on a
 /// hold this client has.
 pub const OURS: &str = include_str!("lua/ours.lua");
-/// Acquire: a new hold, a re-entry, or the holder's remaining PTTL.
+/// Acquire: a new hold, a re-entry, or the holder's remaining PTTL; with a
+/// proposed token (Redlock), a new hold whose counter refused it.
 pub const ACQUIRE: &str = include_str!("lua/acquire.lua");
+/// Redlock's second round: raise the counter of a hold to a proposal.
+pub const RAISE: &str = include_str!("lua/raise.lua");
 /// Re-entry of a hold this client has (after [`OURS`]).
 pub const REENTER: &str = include_str!("lua/reenter.lua");
 /// Renewal of many holds in one call (after [`OURS`]).
@@ -43,24 +46,27 @@ pub(crate) static REENTER_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_helpe
 pub(crate) static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_helpers(RENEW));
 /// The release script.
 pub(crate) static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_helpers(RELEASE));
+/// Redlock's second round.
+pub(crate) static RAISE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RAISE));
 /// The undo of an acquire whose answer was lost.
 pub(crate) static UNDO_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(UNDO));
 /// The status script (read-only).
 pub(crate) static STATUS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(STATUS));
 
-/// The store's names for one lock.
+/// The store's names for one lock (Redisson's layout).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Names {
+pub struct Names {
     /// The hash: prefix + key.
-    pub(crate) lock: String,
-    /// `redisson_lock_token:{LOCK}`.
-    pub(crate) counter: String,
-    /// `redisson_lock__channel:{LOCK}`.
-    pub(crate) channel: String,
+    pub lock: String,
+    /// The fencing counter, `redisson_lock_token:{LOCK}`.
+    pub counter: String,
+    /// The release channel, `redisson_lock__channel:{LOCK}`.
+    pub channel: String,
 }
 
 impl Names {
-    pub(crate) fn new(lock: String) -> Self {
+    /// The names of the lock whose hash is `lock` (prefix + key).
+    pub fn new(lock: String) -> Self {
         Names {
             counter: format!("redisson_lock_token:{{{lock}}}"),
             channel: format!("redisson_lock__channel:{{{lock}}}"),
@@ -69,15 +75,33 @@ impl Names {
     }
 }
 
-/// What the acquire script answered.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Acquired {
-    /// A new hold with this token.
+/// What the acquire script answered on one server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Acquired {
+    /// A new hold with this token (the counter's new value).
     New(FencingToken),
     /// The owner already held it in the store: one more count, same token.
     Reentered(FencingToken),
     /// Held by someone else; the lock's remaining PTTL (-1: no expiry).
     Held(i64),
+    /// Only with a proposed token: a new hold was taken, but the counter
+    /// was already at least the proposal and was left at this value. The
+    /// hold has no valid token on this server until the counter is raised
+    /// ([`Node::raise`](crate::node::Node::raise)).
+    Refused(FencingToken),
+}
+
+/// What the raise script answered on one server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Raised {
+    /// The counter was below the proposal and now equals it.
+    To(FencingToken),
+    /// The counter was already at least the proposal: left at this value.
+    Refused(u64),
+    /// The owner does not hold the lock on this server.
+    NotHeld,
 }
 
 fn unexpected(what: &str, v: &Value) -> Error {
@@ -125,6 +149,10 @@ pub(crate) fn parse_acquire(v: &Value) -> Result<Acquired, Error> {
             .and_then(token)
             .map(Acquired::Reentered)
             .ok_or_else(|| unexpected("acquire", v)),
+        3 => int(value)
+            .and_then(token)
+            .map(Acquired::Refused)
+            .ok_or_else(|| unexpected("acquire", v)),
         0 => int(value)
             .map(Acquired::Held)
             .ok_or_else(|| unexpected("acquire", v)),
@@ -132,6 +160,23 @@ pub(crate) fn parse_acquire(v: &Value) -> Result<Acquired, Error> {
             text(value).unwrap_or_else(|| format!("{value:?}")),
         )),
         _ => Err(unexpected("acquire", v)),
+    }
+}
+
+/// Parses the raise script's reply.
+pub(crate) fn parse_raise(v: &Value) -> Result<Raised, Error> {
+    let Value::Array(items) = v else {
+        return Err(unexpected("raise", v));
+    };
+    match (items.first().and_then(int), items.get(1).and_then(int)) {
+        (Some(1), Some(t)) => token(t)
+            .map(Raised::To)
+            .ok_or_else(|| unexpected("raise", v)),
+        (Some(0), Some(c)) => u64::try_from(c)
+            .map(Raised::Refused)
+            .map_err(|_| unexpected("raise", v)),
+        (Some(-1), Some(_)) => Ok(Raised::NotHeld),
+        _ => Err(unexpected("raise", v)),
     }
 }
 

@@ -33,16 +33,16 @@ const KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// One connection to the server, as seen by the subscriber.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Epoch {
+pub struct Epoch {
     /// Counts connections; 0 before the first.
-    pub(crate) number: u64,
+    pub number: u64,
     /// Whether connection `number` is open.
-    pub(crate) up: bool,
+    pub up: bool,
 }
 
 /// One channel some waiters of this process listen on.
 #[derive(Debug)]
-pub(crate) struct Channel {
+pub struct Channel {
     name: String,
     notify: Notify,
     /// How many registrations use it (changed only under the map's lock).
@@ -54,12 +54,12 @@ pub(crate) struct Channel {
 impl Channel {
     /// Resolves on the next wake: a message on the channel (one waiter), or
     /// the connection changing (every waiter).
-    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.notify.notified()
     }
 
     /// Hands a wake-up this waiter took but did not use to another waiter.
-    pub(crate) fn pass_wake(&self) {
+    pub fn pass_wake(&self) {
         self.notify.notify_one();
     }
 }
@@ -221,7 +221,7 @@ impl Subscriber {
 /// One waiter's interest in one channel. Dropping the last registration of
 /// a channel unsubscribes it in the background.
 #[derive(Debug)]
-pub(crate) struct Registration {
+pub struct Registration {
     shared: Arc<Shared>,
     channel: Arc<Channel>,
 }
@@ -234,12 +234,12 @@ impl std::fmt::Debug for Shared {
 
 impl Registration {
     /// The channel, to wait on.
-    pub(crate) fn channel(&self) -> &Channel {
+    pub fn channel(&self) -> &Channel {
         &self.channel
     }
 
     /// Whether the channel is subscribed on the live connection.
-    pub(crate) fn is_current(&self) -> bool {
+    pub fn is_current(&self) -> bool {
         let e = *self.shared.epoch.borrow();
         e.up && *lock(&self.channel.subscribed) == e.number
     }
@@ -251,7 +251,7 @@ impl Registration {
     /// # Cancel safety
     /// If dropped, the channel may or may not be subscribed; a later call
     /// subscribes it again.
-    pub(crate) async fn subscribe(&self) -> bool {
+    pub async fn subscribe(&self) -> bool {
         let shared = &self.shared;
         let attempt = async {
             let live = shared.live.lock().await;
