@@ -111,6 +111,14 @@ pub struct HoldInfo {
     pub handle: String,
 }
 
+impl HoldInfo {
+    /// The [`Error::NotHeld`] a backend returns when the store no longer has
+    /// this hold.
+    pub fn not_held(&self) -> Error {
+        Error::not_held(&self.key, &self.owner)
+    }
+}
+
 /// One holder of a key, as far as the store can tell.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]

@@ -296,13 +296,6 @@ impl EtcdBackend {
             }
         }
     }
-
-    fn not_held(hold: &HoldInfo) -> Error {
-        Error::NotHeld {
-            key: hold.key.as_str().to_owned(),
-            owner: hold.owner.as_str().to_owned(),
-        }
-    }
 }
 
 fn grant(lease: Lease, rev: i64, key: String, lost: lock_core::LossSignal) -> Grant {
@@ -401,13 +394,13 @@ impl Backend for EtcdBackend {
             .zip(parsed)
             .map(|(hold, p)| {
                 let Some((lease, rev)) = p else {
-                    return Err(Self::not_held(hold));
+                    return Err(hold.not_held());
                 };
                 let here = i;
                 i += 1;
                 match alive.next() {
                     Some(Ok(true)) => {}
-                    Some(Ok(false)) => return Err(Self::not_held(hold)),
+                    Some(Ok(false)) => return Err(hold.not_held()),
                     Some(Err(e)) => return Err(e),
                     None => return Err(errors::unexpected(&self.endpoints, "keep-alive")),
                 }
@@ -415,7 +408,7 @@ impl Backend for EtcdBackend {
                     Ok(present) if present.get(here) == Some(&true) => Ok(()),
                     Ok(_) => {
                         self.leases.discard_hold(lease, rev);
-                        Err(Self::not_held(hold))
+                        Err(hold.not_held())
                     }
                     Err(why) => Err(Error::unavailable(why.clone())),
                 }
@@ -441,9 +434,9 @@ impl Backend for EtcdBackend {
             return Ok(());
         }
         let Some(lease) = lease_of(&hold.handle) else {
-            return Err(Self::not_held(hold));
+            return Err(hold.not_held());
         };
-        let rev = i64::try_from(hold.token.0).map_err(|_| Self::not_held(hold))?;
+        let rev = i64::try_from(hold.token.0).map_err(|_| hold.not_held())?;
         if let Some(flag) = self.leases.releasing(lease, rev) {
             flag.store(true, Ordering::Release);
         }
@@ -455,7 +448,7 @@ impl Backend for EtcdBackend {
             // untouched. The lease, if it lives and carries no newer hold,
             // holds nothing of ours.
             self.leases.discard_hold(lease, rev);
-            Err(Self::not_held(hold))
+            Err(hold.not_held())
         }
     }
 

@@ -4,7 +4,7 @@
 use crate::EtcdBackend;
 use crate::errors;
 use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnResponse};
-use lock_core::{Error, HoldInfo, Result};
+use lock_core::{HoldInfo, Result};
 
 impl EtcdBackend {
     /// Runs `ops` in one Txn that applies only if `hold`'s holder key still
@@ -34,7 +34,7 @@ impl EtcdBackend {
     /// If dropped, the Txn may or may not have been applied (atomically:
     /// all of `ops` or none).
     pub async fn txn_if_held(&self, hold: &HoldInfo, ops: Vec<TxnOp>) -> Result<TxnResponse> {
-        let rev = i64::try_from(hold.token.0).map_err(|_| not_held(hold))?;
+        let rev = i64::try_from(hold.token.0).map_err(|_| hold.not_held())?;
         let txn = Txn::new()
             .when([Compare::create_revision(
                 hold.handle.as_str(),
@@ -46,7 +46,7 @@ impl EtcdBackend {
         if resp.succeeded() {
             Ok(resp)
         } else {
-            Err(not_held(hold))
+            Err(hold.not_held())
         }
     }
 
@@ -82,12 +82,5 @@ impl EtcdBackend {
                 "a guarded delete",
             )),
         }
-    }
-}
-
-fn not_held(hold: &HoldInfo) -> Error {
-    Error::NotHeld {
-        key: hold.key.as_str().to_owned(),
-        owner: hold.owner.as_str().to_owned(),
     }
 }

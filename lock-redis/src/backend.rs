@@ -47,13 +47,6 @@ fn capabilities() -> Capabilities {
     caps
 }
 
-fn not_held(hold: &HoldInfo) -> Error {
-    Error::NotHeld {
-        key: hold.key.as_str().to_owned(),
-        owner: hold.owner.as_str().to_owned(),
-    }
-}
-
 impl RedisBackend {
     /// Connects to the server `config` names: the request connection and
     /// the pub/sub connection. Fails with [`Error::Unavailable`] naming the
@@ -263,7 +256,7 @@ impl Backend for RedisBackend {
     async fn reenter(&self, hold: &HoldInfo, _count: u32) -> Result<()> {
         match self.node.reenter(hold).await? {
             true => Ok(()),
-            false => Err(not_held(hold)),
+            false => Err(hold.not_held()),
         }
     }
 
@@ -274,7 +267,7 @@ impl Backend for RedisBackend {
             .zip(answers)
             .map(|(hold, answer)| match answer {
                 Ok(true) => Ok(()),
-                Ok(false) => Err(not_held(hold)),
+                Ok(false) => Err(hold.not_held()),
                 Err(e) => Err(e),
             })
             .collect()
@@ -283,7 +276,7 @@ impl Backend for RedisBackend {
     async fn release(&self, hold: &HoldInfo, count: u32) -> Result<()> {
         match self.node.release(hold, count).await? {
             true => Ok(()),
-            false => Err(not_held(hold)),
+            false => Err(hold.not_held()),
         }
     }
 

@@ -58,13 +58,6 @@ fn capabilities() -> Capabilities {
     caps
 }
 
-fn not_held(hold: &HoldInfo) -> Error {
-    Error::NotHeld {
-        key: hold.key.as_str().to_owned(),
-        owner: hold.owner.as_str().to_owned(),
-    }
-}
-
 /// How a quorum operation on one hold came out, from the per-node answers
 /// (`true`: done there; `false`: the hold is not there).
 fn tally(
@@ -98,7 +91,7 @@ fn verdict(
         Ok(())
     } else if n - no < q {
         // Not a quorum of nodes can still have it.
-        Err(not_held(hold))
+        Err(hold.not_held())
     } else {
         Err(Error::unavailable(format!(
             "redlock: {what} of {:?} confirmed by {yes} of {n} masters ({no} without the hold), \

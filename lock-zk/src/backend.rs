@@ -8,7 +8,7 @@ use crate::path::{contenders, lock_dir};
 use crate::session::Sessions;
 use futures::future::join_all;
 use lock_core::{
-    AcquireRequest, Backend, Capabilities, Error, FencingGuarantee, FencingToken, Grant, HoldInfo,
+    AcquireRequest, Backend, Capabilities, FencingGuarantee, FencingToken, Grant, HoldInfo,
     HolderStatus, Key, LockStatus, NodeLoss, Result, async_trait,
 };
 use std::sync::Arc;
@@ -121,13 +121,6 @@ impl ZkBackend {
         self.inner.holds.len()
     }
 
-    fn not_held(hold: &HoldInfo) -> Error {
-        Error::NotHeld {
-            key: hold.key.as_str().to_owned(),
-            owner: hold.owner.as_str().to_owned(),
-        }
-    }
-
     fn servers(&self) -> &str {
         self.inner.sessions.servers()
     }
@@ -216,7 +209,7 @@ impl Backend for ZkBackend {
             .zip(answers)
             .map(|((hold, node), answer)| {
                 let (Some(node), Some(answer)) = (node, answer) else {
-                    return Err(Self::not_held(hold));
+                    return Err(hold.not_held());
                 };
                 match answer {
                     Ok(Some(stat))
@@ -228,7 +221,7 @@ impl Backend for ZkBackend {
                         } else {
                             // The lease ran out while the answer travelled:
                             // the hold's task deletes the node.
-                            Err(Self::not_held(hold))
+                            Err(hold.not_held())
                         }
                     }
                     Ok(_) => {
@@ -236,11 +229,11 @@ impl Backend for ZkBackend {
                             "its ZooKeeper node {} is gone (found by a renewal)",
                             node.path
                         ));
-                        Err(Self::not_held(hold))
+                        Err(hold.not_held())
                     }
                     Err(e) if is_session_over(&e) => {
                         node.gone(&format!("the ZooKeeper session ended ({e})"));
-                        Err(Self::not_held(hold))
+                        Err(hold.not_held())
                     }
                     Err(e) => Err(to_error(self.servers(), &format!("renew {}", hold.key), e)),
                 }
@@ -264,7 +257,7 @@ impl Backend for ZkBackend {
             .get(&hold.handle)
             .filter(|n| n.token == hold.token.get())
         else {
-            return Err(Self::not_held(hold));
+            return Err(hold.not_held());
         };
         // Mark the delete as possibly applied before it is sent: if this
         // future is dropped mid-way, a retry must not take a missing node
@@ -284,7 +277,7 @@ impl Backend for ZkBackend {
         });
         match phase {
             Phase::Released => return Ok(()),
-            Phase::Gone => return Err(Self::not_held(hold)),
+            Phase::Gone => return Err(hold.not_held()),
             Phase::Held | Phase::Releasing { .. } => {}
         }
         let gone = |applied: bool| {
@@ -300,11 +293,7 @@ impl Backend for ZkBackend {
                 }
                 _ => Phase::Gone,
             });
-            if ok {
-                Ok(())
-            } else {
-                Err(Self::not_held(hold))
-            }
+            if ok { Ok(()) } else { Err(hold.not_held()) }
         };
         match node.session.client.delete(&node.path, None).await {
             Ok(()) => {
