@@ -103,3 +103,53 @@ pub trait Link: Send + Sync {
     /// Adds `latency` each way to every request (zero removes it).
     fn delay(&self, latency: Duration);
 }
+
+/// A client connected through the kit's proxy: `cut` black-holes it, `heal`
+/// passes, `delay` adds latency (zero passes).
+impl Link for crate::kit::FaultProxy {
+    fn cut(&self) {
+        self.blackhole();
+    }
+
+    fn heal(&self) {
+        self.pass();
+    }
+
+    fn delay(&self, latency: Duration) {
+        if latency.is_zero() {
+            self.pass();
+        } else {
+            self.latency(latency);
+        }
+    }
+}
+
+/// Several links hurt together (a client of several servers: Redlock's
+/// masters, a ZooKeeper ensemble).
+impl<L: Link> Link for Vec<L> {
+    fn cut(&self) {
+        self.iter().for_each(Link::cut);
+    }
+
+    fn heal(&self) {
+        self.iter().for_each(Link::heal);
+    }
+
+    fn delay(&self, latency: Duration) {
+        self.iter().for_each(|l| l.delay(latency));
+    }
+}
+
+impl<L: Link + ?Sized> Link for std::sync::Arc<L> {
+    fn cut(&self) {
+        (**self).cut();
+    }
+
+    fn heal(&self) {
+        (**self).heal();
+    }
+
+    fn delay(&self, latency: Duration) {
+        (**self).delay(latency);
+    }
+}

@@ -83,28 +83,7 @@ impl Faults for RedlockFixture {
         }
         let addrs: Vec<_> = proxies.iter().map(FaultProxy::addr).collect();
         let locker = locker_at(&url_of(&addrs), ttl).await?;
-        Ok((locker, Box::new(ProxyLinks(proxies))))
-    }
-}
-
-/// The cut-off client's links to every master, hurt together.
-struct ProxyLinks(Vec<FaultProxy>);
-
-impl Link for ProxyLinks {
-    fn cut(&self) {
-        self.0.iter().for_each(FaultProxy::blackhole);
-    }
-    fn heal(&self) {
-        self.0.iter().for_each(FaultProxy::pass);
-    }
-    fn delay(&self, latency: Duration) {
-        for p in &self.0 {
-            if latency.is_zero() {
-                p.pass();
-            } else {
-                p.latency(latency);
-            }
-        }
+        Ok((locker, Box::new(proxies)))
     }
 }
 

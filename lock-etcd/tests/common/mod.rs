@@ -132,24 +132,6 @@ impl Faults for EtcdFixture {
             .await
             .map_err(kit)?;
         let locker = self.locker_at(vec![proxy.addr()], ttl).await?;
-        Ok((locker, Box::new(ProxyLink(proxy))))
-    }
-}
-
-struct ProxyLink(FaultProxy);
-
-impl Link for ProxyLink {
-    fn cut(&self) {
-        self.0.blackhole();
-    }
-    fn heal(&self) {
-        self.0.pass();
-    }
-    fn delay(&self, latency: Duration) {
-        if latency.is_zero() {
-            self.0.pass();
-        } else {
-            self.0.latency(latency);
-        }
+        Ok((locker, Box::new(proxy)))
     }
 }

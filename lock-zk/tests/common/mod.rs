@@ -311,29 +311,6 @@ impl Faults for ZkFixture {
     async fn cuttable_locker(&self, ttl: Duration) -> Result<(Locker, Box<dyn Link>)> {
         let (backend, proxies) = self.backend_with_proxies(ttl).await?;
         let locker = Self::locker_on(backend, ttl)?;
-        Ok((locker, Box::new(ProxyLink(proxies))))
-    }
-}
-
-/// A [`Link`] through the kit's fault proxies (one per server).
-pub struct ProxyLink(pub Vec<Arc<FaultProxy>>);
-
-impl Link for ProxyLink {
-    fn cut(&self) {
-        self.0.iter().for_each(|p| p.blackhole());
-    }
-
-    fn heal(&self) {
-        self.0.iter().for_each(|p| p.pass());
-    }
-
-    fn delay(&self, latency: Duration) {
-        for p in &self.0 {
-            if latency.is_zero() {
-                p.pass();
-            } else {
-                p.latency(latency);
-            }
-        }
+        Ok((locker, Box::new(proxies)))
     }
 }
