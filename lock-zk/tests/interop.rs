@@ -7,38 +7,14 @@ mod common;
 
 use common::{PREFIX, ZkFixture, lock_zk_component};
 use conformance::Fixture;
-use conformance::kit::ZkEnsemble;
 use lock_core::Locker;
 use lock_zk::zk;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
-use tokio::sync::OnceCell;
 use tokio::time::{Instant, sleep, timeout};
 
 const TTL: Duration = Duration::from_secs(5);
-
-/// Runs `test` on the runtime the server and its clients live on (shared
-/// by every test of this binary, so the one server outlives each test).
-fn run(test: impl std::future::Future<Output = ()> + Send + 'static) {
-    let task = conformance::harness::runtime().spawn(test);
-    if let Err(e) = conformance::harness::runtime().block_on(task) {
-        std::panic::resume_unwind(e.into_panic());
-    }
-}
-
-async fn fixture() -> Arc<ZkFixture> {
-    static FIXTURE: OnceCell<Arc<ZkFixture>> = OnceCell::const_new();
-    FIXTURE
-        .get_or_init(|| async {
-            let server = ZkEnsemble::standalone()
-                .await
-                .unwrap_or_else(|e| panic!("start a standalone ZooKeeper: {e}"));
-            Arc::new(ZkFixture::new("zookeeper standalone", Arc::new(server)))
-        })
-        .await
-        .clone()
-}
 
 /// A plain zookeeper-client session, the peer's own.
 async fn peer(fx: &ZkFixture) -> zk::Client {
@@ -74,11 +50,11 @@ fn key(name: &str) -> String {
 
 #[test]
 fn ours_waits_for_the_curator_recipe() {
-    run(ours_waits())
+    common::run(ours_waits())
 }
 
 async fn ours_waits() {
-    let fx = fixture().await;
+    let fx = common::standalone().await;
     let key = key("a");
     let dir = dir(&key);
     let client = peer(&fx).await;
@@ -137,11 +113,11 @@ async fn ours_waits() {
 
 #[test]
 fn the_curator_recipe_waits_for_ours() {
-    run(theirs_waits())
+    common::run(theirs_waits())
 }
 
 async fn theirs_waits() {
-    let fx = fixture().await;
+    let fx = common::standalone().await;
     let key = key("b");
     let dir = dir(&key);
     let client = peer(&fx).await;
@@ -168,11 +144,11 @@ async fn theirs_waits() {
 /// each; a flag set inside the critical section never finds another inside.
 #[test]
 fn a_mixed_crowd_never_overlaps() {
-    run(crowd())
+    common::run(crowd())
 }
 
 async fn crowd() {
-    let fx = fixture().await;
+    let fx = common::standalone().await;
     let key = key("crowd");
     let inside = Arc::new(AtomicBool::new(false));
     let entries = Arc::new(AtomicU32::new(0));

@@ -8,11 +8,9 @@ mod common;
 
 use common::ZkFixture;
 use conformance::Fixture;
-use conformance::kit::ZkEnsemble;
 use lock_core::{Key, Locker};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::OnceCell;
 use tokio::time::{Instant, sleep, timeout};
 
 /// Long enough that a renewal (at a third of it) cannot be what reports a
@@ -22,34 +20,14 @@ const TTL: Duration = Duration::from_secs(10);
 /// "At once": a watch event and a little scheduling, far below `TTL / 3`.
 const AT_ONCE: Duration = Duration::from_millis(1500);
 
-fn run(test: impl std::future::Future<Output = ()> + Send + 'static) {
-    let task = conformance::harness::runtime().spawn(test);
-    if let Err(e) = conformance::harness::runtime().block_on(task) {
-        std::panic::resume_unwind(e.into_panic());
-    }
-}
-
-async fn fixture() -> Arc<ZkFixture> {
-    static FIXTURE: OnceCell<Arc<ZkFixture>> = OnceCell::const_new();
-    FIXTURE
-        .get_or_init(|| async {
-            let server = ZkEnsemble::standalone()
-                .await
-                .unwrap_or_else(|e| panic!("start a standalone ZooKeeper: {e}"));
-            Arc::new(ZkFixture::new("zookeeper standalone", Arc::new(server)))
-        })
-        .await
-        .clone()
-}
-
 fn key(name: &str) -> String {
     format!("session/{}/{name}", uuid::Uuid::new_v4())
 }
 
 #[test]
 fn deleted_node_is_lost_at_once() {
-    run(async {
-        let fx = fixture().await;
+    common::run(async {
+        let fx = common::standalone().await;
         let key = key("deleted");
         let locker = fx.locker(TTL).await.unwrap();
         let guard = locker.lock(&key).await.unwrap();
@@ -73,8 +51,8 @@ fn deleted_node_is_lost_at_once() {
 
 #[test]
 fn deletion_right_after_the_grant_is_lost_too() {
-    run(async {
-        let fx = fixture().await;
+    common::run(async {
+        let fx = common::standalone().await;
         let key = key("early");
         let locker = fx.locker(TTL).await.unwrap();
         let guard = locker.lock(&key).await.unwrap();
@@ -93,8 +71,8 @@ fn deletion_right_after_the_grant_is_lost_too() {
 
 #[test]
 fn expired_session_is_lost_at_once() {
-    run(async {
-        let fx = fixture().await;
+    common::run(async {
+        let fx = common::standalone().await;
         let key = key("expired");
         // Renewal (at a third of 30 s) cannot be what finds the loss.
         let ttl = Duration::from_secs(30);
@@ -131,8 +109,8 @@ fn lock_core_faults(fx: &ZkFixture) -> &dyn conformance::Faults {
 /// owned by a live session, would block the key for good).
 #[test]
 fn connection_lost_during_create_makes_one_node() {
-    run(async {
-        let fx = fixture().await;
+    common::run(async {
+        let fx = common::standalone().await;
         let key = key("create");
         let (backend, proxies) = fx.backend_with_proxies(TTL).await.unwrap();
         let lock_path = backend.lock_path(&Key::new(&key).unwrap());
@@ -182,8 +160,8 @@ fn connection_lost_during_create_makes_one_node() {
 /// node although its session lives on, so another client gets the key.
 #[test]
 fn a_hold_that_stops_renewing_frees_the_key() {
-    run(async {
-        let fx = fixture().await;
+    common::run(async {
+        let fx = common::standalone().await;
         let key = key("lease");
         let ttl = Duration::from_secs(1);
         let holder = fx.locker(ttl).await.unwrap();
@@ -211,8 +189,8 @@ fn a_hold_that_stops_renewing_frees_the_key() {
 /// and is refused, writing nothing, once the node is gone.
 #[test]
 fn guarded_write_needs_the_hold() {
-    run(async {
-        let fx = fixture().await;
+    common::run(async {
+        let fx = common::standalone().await;
         let key = key("guarded");
         let backend = Arc::new(fx.backend(TTL).await.unwrap());
         let locker = Locker::builder(backend.clone()).ttl(TTL).build().unwrap();
@@ -263,7 +241,7 @@ fn guarded_write_needs_the_hold() {
 /// a hang or a locker.
 #[test]
 fn unreachable_servers_are_unavailable() {
-    run(async {
+    common::run(async {
         lock_zk::register();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -291,8 +269,8 @@ fn unreachable_servers_are_unavailable() {
 /// healing races the server's expiry.
 #[test]
 fn a_partition_healed_before_the_session_expired_frees_the_key() {
-    run(async {
-        let fx = fixture().await;
+    common::run(async {
+        let fx = common::standalone().await;
         let ttl = Duration::from_secs(1);
         for round in 0..3 {
             let key = key(&format!("healed-{round}"));

@@ -314,3 +314,26 @@ impl Faults for ZkFixture {
         Ok((locker, Box::new(proxies)))
     }
 }
+
+/// Runs `test` on the suite's shared runtime, where the one server of this
+/// test binary and its clients live (so the server outlives each test).
+pub fn run(test: impl std::future::Future<Output = ()> + Send + 'static) {
+    let task = conformance::harness::runtime().spawn(test);
+    if let Err(e) = conformance::harness::runtime().block_on(task) {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// One standalone server for every test of a test binary.
+pub async fn standalone() -> Arc<ZkFixture> {
+    static FIXTURE: tokio::sync::OnceCell<Arc<ZkFixture>> = tokio::sync::OnceCell::const_new();
+    FIXTURE
+        .get_or_init(|| async {
+            let server = ZkEnsemble::standalone()
+                .await
+                .unwrap_or_else(|e| panic!("start a standalone ZooKeeper: {e}"));
+            Arc::new(ZkFixture::new("zookeeper standalone", Arc::new(server)))
+        })
+        .await
+        .clone()
+}
