@@ -117,7 +117,7 @@ pub(crate) async fn acquire(inner: &Inner, req: &AcquireRequest) -> Result<Optio
     let dir = lock_dir(&inner.base, &req.key);
     let mut fresh_sessions = 0;
     loop {
-        let session = inner.sessions.get().await?;
+        let session = inner.sessions.get(req.ttl.get()).await?;
         match attempt(inner, &session, &dir, req).await {
             Ok(Attempt::Done(grant)) => return Ok(grant),
             // Our node vanished while we waited: start over with a new one.

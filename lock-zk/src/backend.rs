@@ -1,4 +1,5 @@
-//! [`ZkBackend`]: the [`Backend`] over one ZooKeeper session.
+//! [`ZkBackend`]: the [`Backend`] over ZooKeeper sessions, one per
+//! session timeout asked for.
 
 use crate::acquire::acquire;
 use crate::config::ZkConfig;
@@ -40,11 +41,13 @@ pub(crate) struct Inner {
 }
 
 /// Locks in a ZooKeeper ensemble, in Curator's `InterProcessMutex` layout,
-/// over one session shared by every hold of this backend.
+/// over one session per session timeout asked for, shared by every hold
+/// that asks that timeout.
 ///
-/// Every hold's ttl is the session's negotiated timeout, whatever ttl the
-/// request asked for (see the crate docs). Cheap to clone: clones share the
-/// session.
+/// A request for ttl `T` is served on a session whose requested timeout is
+/// `T` (rounded up, see [`round_timeout`](crate::round_timeout)); its
+/// grant reports the timeout the server negotiated (see the crate docs).
+/// Cheap to clone: clones share the sessions.
 #[derive(Clone)]
 pub struct ZkBackend {
     pub(crate) inner: Arc<Inner>,
@@ -61,7 +64,9 @@ impl std::fmt::Debug for ZkBackend {
 }
 
 impl ZkBackend {
-    /// Connects a session to the ensemble `config` names.
+    /// Connects the session of `config.session_timeout` to the ensemble
+    /// `config` names (sessions of other timeouts are opened when first
+    /// asked for).
     ///
     /// # Errors
     /// [`Error::Unavailable`] naming the servers if no session can be
@@ -71,11 +76,12 @@ impl ZkBackend {
     /// Safe to drop: a session being opened is closed.
     pub async fn connect(config: ZkConfig) -> Result<Self> {
         let base = config.base();
-        let sessions = Sessions::connect(config).await?;
+        let holds = Arc::new(Holds::default());
+        let sessions = Sessions::connect(config, holds.clone()).await?;
         Ok(ZkBackend {
             inner: Arc::new(Inner {
                 sessions,
-                holds: Arc::default(),
+                holds,
                 base,
                 caps: capabilities(),
             }),
@@ -92,21 +98,35 @@ impl ZkBackend {
         Self::connect(ZkConfig::from_url(url)?).await
     }
 
-    /// The effective ttl of new holds: the current session's negotiated
-    /// timeout.
+    /// The effective ttl of holds of the default ttl: the negotiated
+    /// timeout of the session of `session_timeout`.
     pub fn ttl(&self) -> Duration {
         self.inner.sessions.peek().timeout
     }
 
-    /// The current session's id.
+    /// The id of the session of `session_timeout` (the one opened at
+    /// connect).
     pub fn session_id(&self) -> i64 {
         self.inner.sessions.peek().id
     }
 
-    /// The current session's id and password (for tools and tests that
-    /// need to act on this session from elsewhere, e.g. to expire it).
+    /// The id and password of the session of `session_timeout` (for tools
+    /// and tests that need to act on this session from elsewhere, e.g. to
+    /// expire it).
     pub fn session_info(&self) -> zk::SessionInfo {
         self.inner.sessions.peek().client.session().clone()
+    }
+
+    /// The id, password and negotiated timeout of every session this
+    /// backend has open now (one per session timeout asked for), the one
+    /// of `session_timeout` first.
+    pub fn sessions(&self) -> Vec<(zk::SessionInfo, Duration)> {
+        self.inner
+            .sessions
+            .all()
+            .iter()
+            .map(|s| (s.client.session().clone(), s.timeout))
+            .collect()
     }
 
     /// The ZooKeeper node of `key`'s lock (its contenders are the node's
@@ -329,7 +349,7 @@ impl Backend for ZkBackend {
     /// # Cancel safety
     /// Read-only; safe to drop.
     async fn status(&self, key: &Key) -> Result<LockStatus> {
-        let session = self.inner.sessions.get().await?;
+        let session = self.inner.sessions.get_default().await?;
         let client = &session.client;
         let dir = self.lock_path(key);
         let what = || format!("status of {key}");

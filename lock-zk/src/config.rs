@@ -35,9 +35,13 @@ pub struct ZkConfig {
     pub chroot: String,
     /// The prefix under the chroot (empty, or `/a/b`).
     pub prefix: String,
-    /// The session timeout to ask for. The server clamps it to its
-    /// `[minSessionTimeout, maxSessionTimeout]`; every hold's effective ttl
-    /// is the negotiated timeout.
+    /// The session timeout of holds that ask the default ttl (30 s, a
+    /// request that names none): the URL's `session_timeout=`, else its
+    /// `ttl=`, else 30 s. Its session is opened at connect; holds asking
+    /// another ttl get sessions of their own (see the crate docs). The
+    /// server clamps every timeout to its
+    /// `[minSessionTimeout, maxSessionTimeout]`; a hold's effective ttl is
+    /// its session's negotiated timeout.
     pub session_timeout: Duration,
 }
 
@@ -84,12 +88,33 @@ impl ZkConfig {
                 .map_err(|e| Error::config(format!("bad URL {}: {e}", url.redacted())))?,
             None => DEFAULT_PREFIX.to_owned(),
         };
-        let session_timeout = url
-            .take_parsed("session_timeout", |v| {
-                let d = parse_duration(v)?;
-                Ttl::new(d).map(Ttl::get)
-            })?
-            .unwrap_or(DEFAULT_SESSION_TIMEOUT);
+        let session_timeout = url.take_parsed("session_timeout", |v| {
+            let d = parse_duration(v)?;
+            Ttl::new(d).map(Ttl::get)
+        })?;
+        // `ttl=` is the locker's, taken from the URL before the backend
+        // sees it: read it from the URL's text. On zk:// it and
+        // `session_timeout=` are one knob, so they must agree.
+        let ttl = BackendUrl::parse(&url.redacted())
+            .ok()
+            .and_then(|mut u| u.take("ttl"))
+            .and_then(|v| parse_duration(&v).ok())
+            .and_then(|d| Ttl::new(d).ok())
+            .map(Ttl::get);
+        let session_timeout = match (session_timeout, ttl) {
+            (Some(s), Some(t)) if s != t => {
+                return Err(Error::config(format!(
+                    "bad URL {}: ttl={} and session_timeout={} disagree; on zk:// a hold's ttl \
+                     is its session's timeout: give one of them",
+                    url.redacted(),
+                    lock_core::format_duration(t),
+                    lock_core::format_duration(s),
+                )));
+            }
+            (Some(s), _) => s,
+            (None, Some(t)) => t,
+            (None, None) => DEFAULT_SESSION_TIMEOUT,
+        };
         Ok(ZkConfig {
             endpoints,
             chroot,
@@ -148,5 +173,29 @@ mod tests {
         assert!(err("zk://h:1?colour=red").contains("colour"));
         assert!(err("zk://u:p@h:1").contains("no user"));
         assert!(err("zk://h").contains("no port"));
+    }
+
+    #[test]
+    fn ttl_and_session_timeout_are_one_knob() {
+        let take = |u: &str| {
+            let mut url = BackendUrl::parse(u).unwrap();
+            // As the registry does before the backend sees the URL.
+            url.take("ttl");
+            ZkConfig::take_from(&mut url).map(|c| c.session_timeout)
+        };
+        assert_eq!(take("zk://h:1?ttl=5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(
+            take("zk://h:1?session_timeout=7s").unwrap(),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            take("zk://h:1?ttl=7s&session_timeout=7s").unwrap(),
+            Duration::from_secs(7)
+        );
+        let err = take("zk://h:1?ttl=5s&session_timeout=7s")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("disagree"), "{err}");
+        assert_eq!(take("zk://h:1").unwrap(), DEFAULT_SESSION_TIMEOUT);
     }
 }

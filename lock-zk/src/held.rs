@@ -1,7 +1,8 @@
-//! The holds a backend has in the store: one ephemeral node each, watched by
-//! one task that reports the hold lost the moment the store says so (node
-//! deleted, session ended) and deletes the node itself once its lease (the
-//! last confirmed renewal + the ttl) has run out.
+//! The holds a backend has in the store, one ephemeral node each, and the
+//! one watcher task per session that looks after them: it reports a hold
+//! lost the moment the store says so (node deleted, session ended) and
+//! deletes the node itself once its lease (the last confirmed renewal +
+//! the ttl) has run out.
 //!
 //! Why the lease: a ZooKeeper node lives as long as its session, and the
 //! session lives as long as this process pings. A hold whose owner stopped
@@ -10,19 +11,27 @@
 //! its node would block the key for as long as the process lives. So the
 //! node goes at the lease's end, which is never before the locker's own
 //! deadline (the lease has no drift margin taken off).
+//!
+//! Why one task per session rather than one per hold: a hold that lasts
+//! less than [`WATCH_DELAY`] (most of them) then costs no task, no wake-up
+//! and no request beyond the lock's own; the task looks at the holds
+//! granted meanwhile once, when the oldest of them is [`WATCH_DELAY`] old,
+//! and sets a watch on each one still held.
 
 use crate::error::{is_connection, is_session_over};
 use crate::session::Session;
-use futures::FutureExt;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use lock_core::{LossReason, LossSignal};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Notify, oneshot};
 use tokio::time::{Instant, sleep, sleep_until};
 use zookeeper_client as zk;
 
-/// How long a failed background delete waits before trying again.
+/// How long a failed background delete or watch waits before trying again.
 const RETRY: Duration = Duration::from_millis(100);
 
 /// How long after the grant a hold's node gets its watch (see the crate
@@ -45,10 +54,11 @@ pub(crate) enum Phase {
     Gone,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 struct State {
     lease: Instant,
     phase: Phase,
+    loss: Option<oneshot::Sender<LossReason>>,
 }
 
 /// One hold's node.
@@ -58,43 +68,43 @@ pub(crate) struct HeldNode {
     pub(crate) token: u64,
     pub(crate) ttl: Duration,
     pub(crate) session: Arc<Session>,
-    state: watch::Sender<State>,
-    loss: Mutex<Option<oneshot::Sender<LossReason>>>,
+    /// When its session's watcher looks at it first.
+    watch_from: Instant,
+    state: Mutex<State>,
 }
 
 impl HeldNode {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The current phase.
     pub(crate) fn phase(&self) -> Phase {
-        self.state.borrow().phase
+        self.state().phase
     }
 
     /// When the backend deletes the node unless renewed.
     pub(crate) fn lease(&self) -> Instant {
-        self.state.borrow().lease
+        self.state().lease
     }
 
     /// Moves the lease to `sent + ttl` if the hold is still held and its
     /// lease has not run out; returns whether it did.
     pub(crate) fn extend(&self, sent: Instant) -> bool {
-        let mut extended = false;
-        self.state.send_if_modified(|s| {
-            if s.phase == Phase::Held && Instant::now() < s.lease {
-                s.lease = s.lease.max(sent + self.ttl);
-                extended = true;
-            }
-            extended
-        });
-        extended
+        let mut s = self.state();
+        if s.phase == Phase::Held && Instant::now() < s.lease {
+            s.lease = s.lease.max(sent + self.ttl);
+            true
+        } else {
+            false
+        }
     }
 
     /// Sets the phase with `f` (given the old one); returns the new one.
     pub(crate) fn update(&self, f: impl FnOnce(Phase) -> Phase) -> Phase {
-        let mut new = Phase::Gone;
-        self.state.send_modify(|s| {
-            s.phase = f(s.phase);
-            new = s.phase;
-        });
-        new
+        let mut s = self.state();
+        s.phase = f(s.phase);
+        s.phase
     }
 
     /// The store says the hold is gone (a renewal found the node missing,
@@ -102,21 +112,31 @@ impl HeldNode {
     /// before the caller reports `NotHeld`, so the locker hears of the loss
     /// once, in order.
     pub(crate) fn gone(&self, why: &str) {
-        self.update(|p| match p {
-            Phase::Held => {
-                self.lose(LossReason::Gone(why.to_owned()));
-                Phase::Gone
-            }
-            p => p,
-        });
+        self.end(|| LossReason::Gone(why.to_owned()));
     }
 
-    /// Reports the hold lost to its locker (once).
-    fn lose(&self, why: LossReason) {
-        if let Some(tx) = self.loss.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            tracing::debug!(path = %self.path, %why, "hold lost");
-            let _ = tx.send(why);
+    /// The hold's node is gone, or will go, without our release: a held
+    /// hold ends with the loss `why`; a hold being released counts as
+    /// released (a retried release has nothing left to do).
+    fn end(&self, why: impl FnOnce() -> LossReason) {
+        let mut s = self.state();
+        match s.phase {
+            Phase::Held => {
+                s.phase = Phase::Gone;
+                if let Some(tx) = s.loss.take() {
+                    let why = why();
+                    tracing::debug!(path = %self.path, %why, "hold lost");
+                    let _ = tx.send(why);
+                }
+            }
+            Phase::Releasing { .. } => s.phase = Phase::Released,
+            Phase::Released | Phase::Gone => {}
         }
+    }
+
+    /// Whether the hold has ended (released or gone).
+    fn ended(&self) -> bool {
+        matches!(self.phase(), Phase::Released | Phase::Gone)
     }
 }
 
@@ -127,57 +147,63 @@ pub(crate) struct Holds {
 }
 
 impl Holds {
-    /// The hold whose node is `path`, if this backend has it.
-    pub(crate) fn get(&self, path: &str) -> Option<Arc<HeldNode>> {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(path)
-            .cloned()
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<HeldNode>>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Forgets `node` (its release was confirmed: nobody retries it).
+    /// The hold whose node is `path`, if this backend has it.
+    pub(crate) fn get(&self, path: &str) -> Option<Arc<HeldNode>> {
+        self.map().get(path).cloned()
+    }
+
+    /// Forgets `node` (its release was confirmed, or it ended and nobody
+    /// can retry it).
     pub(crate) fn remove(&self, node: &Arc<HeldNode>) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.map();
         if map.get(&node.path).is_some_and(|n| Arc::ptr_eq(n, node)) {
             map.remove(&node.path);
         }
     }
 
+    /// Whether `node` is still registered (a release may still be retried).
+    fn has(&self, node: &Arc<HeldNode>) -> bool {
+        self.map()
+            .get(&node.path)
+            .is_some_and(|n| Arc::ptr_eq(n, node))
+    }
+
     /// How many holds there are (for tests and debugging).
     pub(crate) fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.map().len()
     }
 
     /// Registers a new hold of node `path` (created by `session`, with
-    /// creation zxid `token`), valid from `valid_from` for `ttl`, and starts
-    /// its watch task. Returns the hold and its loss signal.
+    /// creation zxid `token`), valid from `valid_from` for the session's
+    /// timeout, and hands it to the session's watcher. Returns the hold and
+    /// its loss signal.
     pub(crate) fn insert(
-        self: &Arc<Self>,
+        &self,
         path: String,
         token: u64,
         session: Arc<Session>,
         valid_from: Instant,
     ) -> (Arc<HeldNode>, LossSignal) {
         let ttl = session.timeout;
-        let (state, _) = watch::channel(State {
-            lease: valid_from + ttl,
-            phase: Phase::Held,
-        });
         let (tx, rx) = oneshot::channel();
         let node = Arc::new(HeldNode {
             path,
             token,
             ttl,
             session,
-            state,
-            loss: Mutex::new(Some(tx)),
+            watch_from: Instant::now() + WATCH_DELAY,
+            state: Mutex::new(State {
+                lease: valid_from + ttl,
+                phase: Phase::Held,
+                loss: Some(tx),
+            }),
         });
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(node.path.clone(), node.clone());
-        tokio::spawn(watch_node(self.clone(), node.clone()));
+        self.map().insert(node.path.clone(), node.clone());
+        node.session.watcher.push(node.clone());
         let signal: LossSignal = Box::pin(async move {
             match rx.await {
                 Ok(why) => why,
@@ -209,150 +235,222 @@ fn session_ended(state: zk::SessionState) -> LossReason {
     LossReason::Gone(format!("the ZooKeeper session ended ({state})"))
 }
 
-/// The watch task of one hold. Ends when the hold has ended and (after a
-/// release) the lease has run out, so a retried release still finds it.
-async fn watch_node(holds: Arc<Holds>, node: Arc<HeldNode>) {
-    let client = node.session.client.clone();
-    let mut session = client.state_watcher();
-    let mut state = node.state.subscribe();
-    // The watch is set WATCH_DELAY after the grant, unless the hold ended
-    // by then: a lock held briefly costs no extra request and no watch
-    // event. A node deleted before is "no such node" when it is set.
-    let armed_at = Instant::now() + WATCH_DELAY;
-    let mut held = node.state.subscribe();
-    let ended = held.wait_for(|s| s.phase != Phase::Held).map(|_| ());
-    tokio::select! {
-        () = sleep_until(armed_at) => {}
-        () = ended => {}
-    }
-    let mut event: Option<Watched> = match node.phase() {
-        Phase::Held => rearm(&client, &node).await,
-        _ => None,
-    };
-    loop {
-        let now = state.borrow_and_update().to_owned();
-        match now.phase {
-            Phase::Gone => break,
-            Phase::Released => {
-                // Released without a confirmed answer (a retry may come):
-                // keep the entry until the lease ends. A confirmed release
-                // has removed it already.
-                if holds
-                    .get(&node.path)
-                    .is_some_and(|n| Arc::ptr_eq(&n, &node))
-                {
-                    sleep_until(now.lease).await;
-                }
-                break;
-            }
-            Phase::Held | Phase::Releasing { .. } => {}
-        }
-        let watched = async {
-            match event.as_mut() {
-                Some(e) => e.await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            ev = watched => {
-                event = None;
-                match (ev.event_type, ev.session_state) {
-                    (zk::EventType::NodeDeleted, _) => {
-                        node.update(|p| match p {
-                            Phase::Held => {
-                                node.lose(LossReason::Gone(format!(
-                                    "its ZooKeeper node {} was deleted", node.path
-                                )));
-                                Phase::Gone
-                            }
-                            Phase::Releasing { .. } => Phase::Released,
-                            p => p,
-                        });
-                    }
-                    (zk::EventType::Session, s) if s.is_terminated() => {
-                        session_over(&node, s);
-                    }
-                    _ => {
-                        // Data changed by someone, or a session event that
-                        // ends nothing: watch again.
-                        event = rearm(&client, &node).await;
-                    }
-                }
-            }
-            s = session.changed() => {
-                if s.is_terminated() {
-                    session_over(&node, s);
-                }
-            }
-            () = sleep_until(now.lease) => {
-                let mut reap = false;
-                node.state.send_if_modified(|s| {
-                    if Instant::now() < s.lease {
-                        return false;
-                    }
-                    s.phase = match s.phase {
-                        Phase::Held => { reap = true; Phase::Gone }
-                        Phase::Releasing { .. } => { reap = true; Phase::Released }
-                        p => p,
-                    };
-                    reap
-                });
-                if reap {
-                    node.lose(LossReason::DeadlinePassed);
-                    tracing::debug!(path = %node.path, "lease ran out without renewal; deleting the node");
-                    tokio::spawn(delete_until_gone(client.clone(), node.path.clone()));
-                    break;
-                }
-            }
-            _ = state.changed() => {}
-        }
-    }
-    holds.remove(&node);
+fn deleted(node: &HeldNode) -> LossReason {
+    LossReason::Gone(format!("its ZooKeeper node {} was deleted", node.path))
 }
 
-fn session_over(node: &HeldNode, s: zk::SessionState) {
-    node.update(|p| match p {
-        Phase::Held => {
-            node.lose(session_ended(s));
-            Phase::Gone
-        }
-        // The node went with the session: a retried release has nothing
-        // left to do.
-        Phase::Releasing { .. } => Phase::Released,
-        p => p,
-    });
+/// What a session's holds share with its watcher task: the holds granted
+/// and not yet looked at, in grant order.
+#[derive(Debug, Default)]
+pub(crate) struct Watcher {
+    inbox: Mutex<Inbox>,
+    wake: Notify,
 }
 
-/// A pending watch on a hold's node.
-type Watched = std::pin::Pin<Box<dyn Future<Output = zk::WatchedEvent> + Send>>;
+#[derive(Debug, Default)]
+struct Inbox {
+    new: VecDeque<Arc<HeldNode>>,
+    /// When the task looks at the inbox next, if it is to: a push that
+    /// needs it sooner wakes it.
+    due: Option<Instant>,
+    /// The task has ended (its session is over): holds pushed now are
+    /// lost at once.
+    closed: Option<zk::SessionState>,
+    /// The session has been dropped: the task ends once idle.
+    dropped: bool,
+}
 
-/// Watches the node (again, after an event that did not end the hold).
-async fn rearm(client: &zk::Client, node: &HeldNode) -> Option<Watched> {
-    loop {
-        match client.get_and_watch_data(&node.path).await {
+impl Watcher {
+    fn inbox(&self) -> std::sync::MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands a new hold to the task. Wakes it only if it would otherwise
+    /// look at the inbox later than the hold's watch is due.
+    fn push(&self, node: Arc<HeldNode>) {
+        let mut inbox = self.inbox();
+        if let Some(s) = inbox.closed {
+            drop(inbox);
+            node.end(|| session_ended(s));
+            return;
+        }
+        let at = node.watch_from;
+        inbox.new.push_back(node);
+        if inbox.due.is_none_or(|due| due > at) {
+            inbox.due = Some(at);
+            drop(inbox);
+            self.wake.notify_one();
+        }
+    }
+
+    /// The session is gone: the task ends once it has nothing to do.
+    pub(crate) fn session_dropped(&self) {
+        self.inbox().dropped = true;
+        self.wake.notify_one();
+    }
+
+    /// Takes the holds whose watch is due at `now` (all of them if `all`);
+    /// returns them and when the next one is due.
+    fn take_due(&self, now: Instant, all: bool) -> (Vec<Arc<HeldNode>>, Option<Instant>) {
+        let mut inbox = self.inbox();
+        let mut due = Vec::new();
+        while inbox
+            .new
+            .front()
+            .is_some_and(|n| all || n.watch_from <= now)
+        {
+            due.extend(inbox.new.pop_front());
+        }
+        inbox.due = inbox.new.front().map(|n| n.watch_from);
+        (due, inbox.due)
+    }
+}
+
+/// What became of a hold's watch.
+enum Watched {
+    /// The watch fired.
+    Event(zk::WatchedEvent),
+    /// The node is gone (or is another node now).
+    Missing,
+    /// The watch could not be set.
+    Failed(zk::Error),
+}
+
+type Watching = BoxFuture<'static, (Arc<HeldNode>, Watched)>;
+
+/// Sets a watch on `node` (after `after`, if given) and waits for it to
+/// fire.
+fn watch(node: Arc<HeldNode>, after: Option<Duration>) -> Watching {
+    Box::pin(async move {
+        if let Some(pause) = after {
+            sleep(pause).await;
+        }
+        let client = node.session.client.clone();
+        let outcome = match client.get_and_watch_data(&node.path).await {
             Ok((_, stat, w)) if stat.czxid as u64 == node.token => {
-                return Some(Box::pin(w.changed()));
+                Watched::Event(w.changed().await)
             }
-            Ok(_) | Err(zk::Error::NoNode) => {
-                node.update(|p| match p {
-                    Phase::Held => {
-                        node.lose(LossReason::Gone(format!(
-                            "its ZooKeeper node {} was deleted",
-                            node.path
-                        )));
-                        Phase::Gone
+            Ok(_) | Err(zk::Error::NoNode) => Watched::Missing,
+            Err(e) => Watched::Failed(e),
+        };
+        (node, outcome)
+    })
+}
+
+/// Starts the watcher task of a session: `holds` is the backend's
+/// registry, `state` the session's state.
+pub(crate) fn spawn_watcher(watcher: &Arc<Watcher>, holds: &Arc<Holds>, state: zk::StateWatcher) {
+    tokio::spawn(run_watcher(watcher.clone(), Arc::downgrade(holds), state));
+}
+
+/// The watcher task of one session. It never keeps the session open: the
+/// holds it watches do, and the task ends once the session is over or
+/// dropped and nothing is left to look after.
+async fn run_watcher(watcher: Arc<Watcher>, holds: Weak<Holds>, mut state: zk::StateWatcher) {
+    // Holds the task looks after (watched, or waiting for their lease to
+    // end), by node path.
+    let mut live: HashMap<String, Arc<HeldNode>> = HashMap::new();
+    let mut watches: FuturesUnordered<Watching> = FuturesUnordered::new();
+    let mut over: Option<zk::SessionState> = None;
+    loop {
+        let holds = holds.upgrade().unwrap_or_default();
+        let now = Instant::now();
+        let (due, next_due) = watcher.take_due(now, over.is_some());
+        for node in due {
+            if let Some(s) = over {
+                node.end(|| session_ended(s));
+            }
+            if node.phase() == Phase::Held {
+                watches.push(watch(node.clone(), None));
+            }
+            live.insert(node.path.clone(), node);
+        }
+        // Leases that ran out, and holds that ended.
+        let mut next = next_due;
+        live.retain(|_, node| {
+            let lease = {
+                let mut s = node.state();
+                if now >= s.lease && matches!(s.phase, Phase::Held | Phase::Releasing { .. }) {
+                    let reap = s.phase == Phase::Held;
+                    s.phase = if reap { Phase::Gone } else { Phase::Released };
+                    if reap && let Some(tx) = s.loss.take() {
+                        let _ = tx.send(LossReason::DeadlinePassed);
                     }
-                    Phase::Releasing { .. } => Phase::Released,
-                    p => p,
-                });
-                return None;
-            }
-            Err(e) if is_connection(&e) => sleep(RETRY).await,
-            Err(e) => {
-                if is_session_over(&e) {
-                    session_over(node, node.session.client.state());
+                    drop(s);
+                    tracing::debug!(path = %node.path, "lease ran out without renewal; deleting the node");
+                    tokio::spawn(delete_until_gone(
+                        node.session.client.clone(),
+                        node.path.clone(),
+                    ));
+                    holds.remove(node);
+                    return false;
                 }
-                return None;
+                s.lease
+            };
+            match node.phase() {
+                Phase::Gone => {
+                    holds.remove(node);
+                    false
+                }
+                // Released without a confirmed answer (a retry may come):
+                // kept until the lease ends. A confirmed release has
+                // removed it already.
+                Phase::Released if now >= lease || !holds.has(node) => {
+                    holds.remove(node);
+                    false
+                }
+                _ => {
+                    next = Some(next.map_or(lease, |n: Instant| n.min(lease)));
+                    true
+                }
+            }
+        });
+        if over.is_some() || watcher.inbox().dropped {
+            let mut inbox = watcher.inbox();
+            if inbox.new.is_empty() && live.is_empty() {
+                if let Some(s) = over {
+                    inbox.closed = Some(s);
+                }
+                return;
+            }
+        }
+        drop(holds);
+        tokio::select! {
+            () = watcher.wake.notified() => {}
+            Some((node, outcome)) = watches.next(), if !watches.is_empty() => {
+                match outcome {
+                    Watched::Missing => node.end(|| deleted(&node)),
+                    Watched::Event(ev) => match (ev.event_type, ev.session_state) {
+                        (zk::EventType::NodeDeleted, _) => node.end(|| deleted(&node)),
+                        (zk::EventType::Session, s) if s.is_terminated() => {
+                            node.end(|| session_ended(s));
+                        }
+                        // Data changed by someone, or a session event
+                        // that ends nothing: watch again.
+                        _ if !node.ended() => watches.push(watch(node, None)),
+                        _ => {}
+                    },
+                    Watched::Failed(e) if is_connection(&e) && !node.ended() => {
+                        watches.push(watch(node, Some(RETRY)));
+                    }
+                    Watched::Failed(e) if is_session_over(&e) => {
+                        let s = node.session.client.state();
+                        node.end(|| session_ended(s));
+                    }
+                    // Anything else: the renewals find out.
+                    Watched::Failed(_) => {}
+                }
+            }
+            () = sleep_until(next.unwrap_or(now)), if next.is_some() => {}
+            s = state.changed(), if over.is_none() => {
+                if s.is_terminated() {
+                    over = Some(s);
+                    for node in live.values() {
+                        node.end(|| session_ended(s));
+                    }
+                    // The node watches end with the session.
+                    watches = FuturesUnordered::new();
+                }
             }
         }
     }

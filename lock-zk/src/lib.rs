@@ -87,6 +87,7 @@ mod session;
 pub use backend::{TICK, ZkBackend, capabilities};
 pub use config::{DEFAULT_PREFIX, DEFAULT_SESSION_TIMEOUT, ZkConfig};
 pub use path::{decode_key, encode_key};
+pub use session::{MAX_SESSIONS, round_timeout};
 /// The ZooKeeper client this crate uses (for [`ZkBackend::session_info`]
 /// and the guarded writes' types).
 pub use zookeeper_client as zk;

@@ -61,6 +61,11 @@ pub struct ZkFixture {
     /// lockers opened, with the proxies its connections go through, to
     /// expire one as the server would.
     sessions: Mutex<HashMap<i64, SessionLink>>,
+    /// The backends of this fixture's lockers, with the proxies their
+    /// connections go through: a backend opens a session per session
+    /// timeout asked for, when first asked, so its later sessions are
+    /// found here.
+    backends: Mutex<Vec<(std::sync::Weak<ZkBackend>, Vec<Arc<FaultProxy>>)>>,
     admin: tokio::sync::OnceCell<zk::Client>,
     short_ttl: Duration,
 }
@@ -73,6 +78,7 @@ impl ZkFixture {
             name: name.to_owned(),
             ensemble,
             sessions: Mutex::new(HashMap::new()),
+            backends: Mutex::new(Vec::new()),
             admin: tokio::sync::OnceCell::new(),
             short_ttl: Duration::from_secs(1),
         }
@@ -134,8 +140,35 @@ impl ZkFixture {
         ZkBackend::connect(Self::config(self.endpoints(), ttl)).await
     }
 
-    fn locker_on(backend: ZkBackend, ttl: Duration) -> Result<Locker> {
-        Locker::builder(Arc::new(backend)).ttl(ttl).build()
+    fn locker_on(
+        &self,
+        backend: ZkBackend,
+        proxies: Vec<Arc<FaultProxy>>,
+        ttl: Duration,
+    ) -> Result<Locker> {
+        let backend = Arc::new(backend);
+        let mut backends = self.backends.lock().unwrap();
+        backends.retain(|(b, _)| b.strong_count() > 0);
+        backends.push((Arc::downgrade(&backend), proxies));
+        drop(backends);
+        Locker::builder(backend).ttl(ttl).build()
+    }
+
+    /// The id and password of session `id` of one of this fixture's
+    /// backends, with the proxies its connections go through.
+    fn session_link(&self, id: i64) -> Option<SessionLink> {
+        if let Some(link) = self.sessions.lock().unwrap().get(&id) {
+            return Some(link.clone());
+        }
+        let backends = self.backends.lock().unwrap();
+        backends.iter().find_map(|(backend, proxies)| {
+            let backend = backend.upgrade()?;
+            let (info, _) = backend
+                .sessions()
+                .into_iter()
+                .find(|(info, _)| info.id().0 == id)?;
+            Some((info, proxies.clone()))
+        })
     }
 
     /// A plain ZooKeeper client of the ensemble, as an operator's `zkCli`.
@@ -256,7 +289,8 @@ impl Fixture for ZkFixture {
     }
 
     async fn locker(&self, ttl: Duration) -> Result<Locker> {
-        Self::locker_on(self.backend(ttl).await?, ttl)
+        let (backend, proxies) = self.backend_with_proxies(ttl).await?;
+        self.locker_on(backend, proxies, ttl)
     }
 
     fn short_ttl(&self) -> Duration {
@@ -289,13 +323,7 @@ impl Faults for ZkFixture {
         let Some((path, stat)) = self.contenders(key).await?.into_iter().next() else {
             return Ok(false);
         };
-        let info = self
-            .sessions
-            .lock()
-            .unwrap()
-            .get(&stat.ephemeral_owner)
-            .cloned();
-        match info {
+        match self.session_link(stat.ephemeral_owner) {
             Some((info, proxies)) => self.expire_session(info, &proxies).await?,
             // A session this fixture did not see opened (a backend's
             // replacement session): deleting the node is what its expiry
@@ -310,7 +338,7 @@ impl Faults for ZkFixture {
 
     async fn cuttable_locker(&self, ttl: Duration) -> Result<(Locker, Box<dyn Link>)> {
         let (backend, proxies) = self.backend_with_proxies(ttl).await?;
-        let locker = Self::locker_on(backend, ttl)?;
+        let locker = self.locker_on(backend, proxies.clone(), ttl)?;
         Ok((locker, Box::new(proxies)))
     }
 }
