@@ -294,3 +294,169 @@ fn a_partition_healed_before_the_session_expired_frees_the_key() {
         }
     })
 }
+
+/// The session that created the node `path` (its ephemeral owner).
+async fn session_of(fx: &ZkFixture, path: &str) -> i64 {
+    fx.admin()
+        .await
+        .check_stat(path)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{path} is gone"))
+        .ephemeral_owner
+}
+
+/// A request for ttl `T` is served on a session of timeout `T`, which its
+/// grant reports; owners asking the same ttl share that session (each with
+/// a node of its own), other ttls get sessions of their own, and the
+/// default ttl stays on the session opened at connect.
+#[test]
+fn each_ttl_gets_a_session_of_its_own() {
+    common::run(async {
+        let fx = common::standalone().await;
+        let backend = Arc::new(fx.backend(TTL).await.unwrap());
+        let locker = Locker::builder(backend.clone()).ttl(TTL).build().unwrap();
+        assert_eq!(backend.sessions().len(), 1);
+        let (one, two) = (Duration::from_secs(1), Duration::from_secs(2));
+        let a = locker.request(&key("a")).ttl(one).lock().await.unwrap();
+        let b = locker.request(&key("b")).ttl(one).lock().await.unwrap();
+        let c = locker.request(&key("c")).ttl(two).lock().await.unwrap();
+        let d = locker.lock(&key("d")).await.unwrap();
+        assert_eq!((a.ttl(), b.ttl(), c.ttl(), d.ttl()), (one, one, two, TTL));
+        let sessions = backend.sessions();
+        assert_eq!(sessions.len(), 3, "one session per ttl: {sessions:?}");
+        let owners = [
+            session_of(&fx, &a.info().handle).await,
+            session_of(&fx, &b.info().handle).await,
+            session_of(&fx, &c.info().handle).await,
+            session_of(&fx, &d.info().handle).await,
+        ];
+        assert_eq!(owners[0], owners[1], "one ttl, one session");
+        assert_ne!(a.info().handle, b.info().handle);
+        assert_ne!(owners[0], owners[2]);
+        assert_ne!(owners[2], owners[3]);
+        assert_eq!(owners[3], backend.session_id(), "the default ttl's session");
+        // Renewed on their own sessions well past the short ttls.
+        sleep(two * 2).await;
+        for g in [&a, &b, &c, &d] {
+            assert!(
+                g.is_held(),
+                "{} lost: renewal of its session failed",
+                g.key()
+            );
+        }
+        for g in [a, b, c, d] {
+            g.release().await.unwrap();
+        }
+    })
+}
+
+/// An expired session ends its own holds, at once, and no other: a hold on
+/// another session of the same backend stays held.
+#[test]
+fn an_expired_session_ends_only_its_holds() {
+    common::run(async {
+        let fx = common::standalone().await;
+        let locker = fx.locker(TTL).await.unwrap();
+        let (short, long) = (key("short"), key("long"));
+        let doomed = locker
+            .request(&short)
+            .ttl(Duration::from_secs(2))
+            .lock()
+            .await
+            .unwrap();
+        let kept = locker.lock(&long).await.unwrap();
+        assert!(
+            lock_core_faults(&fx)
+                .expire_hold(&Key::new(&short).unwrap())
+                .await
+                .unwrap()
+        );
+        let why = timeout(AT_ONCE * 2, doomed.lost())
+            .await
+            .expect("an expired session's hold is reported lost at once");
+        assert!(why.to_string().contains("session"), "{why}");
+        sleep(Duration::from_millis(500)).await;
+        assert!(kept.is_held(), "a hold on another session was ended too");
+        assert!(
+            fx.admin()
+                .await
+                .check_stat(&kept.info().handle)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // The expired timeout gets a new session.
+        let again = locker
+            .request(&short)
+            .ttl(Duration::from_secs(2))
+            .lock()
+            .await
+            .expect("lock on a new session of the same timeout");
+        assert!(again.token() > doomed.token());
+        again.release().await.unwrap();
+        kept.release().await.unwrap();
+    })
+}
+
+/// Many distinct ttls at once open at most `MAX_SESSIONS` sessions; a
+/// request that finds every session in use is served on a longer one
+/// (never a shorter ttl than asked while a longer exists); once the holds
+/// are gone, an idle session makes room for a new timeout.
+#[test]
+fn sessions_are_bounded() {
+    common::run(async {
+        let fx = common::standalone().await;
+        let backend = Arc::new(fx.backend(TTL).await.unwrap());
+        let locker = Locker::builder(backend.clone()).ttl(TTL).build().unwrap();
+        let ttls: Vec<Duration> = [1000, 1200, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000]
+            .into_iter()
+            .map(Duration::from_millis)
+            .collect();
+        let mut guards = Vec::new();
+        for &ttl in &ttls {
+            let g = locker
+                .request(&key("bounded"))
+                .ttl(ttl)
+                .lock()
+                .await
+                .unwrap();
+            assert!(g.ttl() >= ttl, "asked {ttl:?}, granted {:?}", g.ttl());
+            guards.push(g);
+        }
+        let open = backend.sessions().len();
+        assert_eq!(open, lock_zk::MAX_SESSIONS, "{open} sessions open");
+        for g in guards {
+            g.release().await.unwrap();
+        }
+        let ttl = Duration::from_millis(800);
+        let g = locker.request(&key("room")).ttl(ttl).lock().await.unwrap();
+        assert_eq!(g.ttl(), ttl, "an idle session did not make room");
+        assert!(backend.sessions().len() <= lock_zk::MAX_SESSIONS);
+        g.release().await.unwrap();
+    })
+}
+
+/// In a URL, `session_timeout=` (what a Curator user reaches for) and the
+/// common `ttl=` are one knob: either sets the ttl of holds whose request
+/// names none; both must agree.
+#[test]
+fn session_timeout_in_the_url_is_the_default_ttl() {
+    common::run(async {
+        let fx = common::standalone().await;
+        let url = fx.url().expect("a URL");
+        for option in ["session_timeout=2s", "ttl=2s", "ttl=2s&session_timeout=2s"] {
+            let locker = lock_core::connect(&format!("{url}&{option}"))
+                .await
+                .unwrap();
+            let g = locker.lock(&key("url")).await.unwrap();
+            assert_eq!(g.ttl(), Duration::from_secs(2), "{option}");
+            g.release().await.unwrap();
+        }
+        let err = lock_core::connect(&format!("{url}&ttl=2s&session_timeout=3s"))
+            .await
+            .expect_err("ttl= and session_timeout= disagree");
+        assert_eq!(err.kind(), lock_core::ErrorKind::InvalidConfig, "{err}");
+        assert!(err.to_string().contains("session_timeout"), "{err}");
+    })
+}
