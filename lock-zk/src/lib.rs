@@ -10,8 +10,8 @@
 //! | survives node loss | yes, a minority of servers |
 //! | fair (FIFO) waiting | yes: sequence order; each waiter watches only its predecessor |
 //! | waiters woken by | a ZooKeeper watch on the predecessor's node |
-//! | ttl | the session's negotiated timeout, whatever the request asked for; granularity: the server's tick (200 ms in the test kit, 2 s in ZooKeeper's sample configuration) |
-//! | loss reported | at once when the session expires or closes, and when the holder's node is deleted (a watch on the node, set 20 ms after the grant so that a lock held briefly costs no extra request: a deletion before then is reported when the watch is set); when the connection drops, the hold is in doubt and ends at its local deadline unless a renewal gets through |
+//! | ttl | the negotiated timeout of the hold's session: a request for ttl `T` is served on a session that asked for `T` (rounded up by at most a third, [`round_timeout`]), which the server clamps to its `[minSessionTimeout, maxSessionTimeout]` (500 ms to 60 s in the test kit; 4 s to 40 s in ZooKeeper's sample configuration); the grant reports it |
+//! | loss reported | at once when the hold's session expires or closes (holds on the backend's other sessions stay), and when the holder's node is deleted (a watch on the node, set 20 ms after the grant so that a lock held briefly costs no extra request: a deletion before then is reported when the watch is set); when the connection drops, the hold is in doubt and ends at its local deadline unless a renewal gets through |
 //! | cancelled `lock` | its node is deleted (in the background if need be) |
 //! | guarded writes | [`ZkBackend::guarded_set_data`] / [`ZkBackend::guarded_create`]: one multi that checks the hold's node exists, then writes |
 //! | interoperates with | Curator's `InterProcessMutex` and zookeeper-client's `LockPrefix::new_curator` on the same path |
@@ -21,6 +21,11 @@
 //! ```text
 //! zk://host1:port1[,host2:port2...][/chroot][?session_timeout=30s&prefix=/dlock]
 //! ```
+//!
+//! `session_timeout=` and the common `ttl=` are one knob on `zk://`: the
+//! ttl of holds whose request names none (default 30 s). Give either (a
+//! Curator user will reach for `session_timeout=`), or both with the same
+//! value; both with different values is `InvalidConfig`.
 //!
 //! The lock of key `K` is the node `<chroot><prefix>/<K escaped>` (a
 //! container node); its contenders are its children
@@ -34,15 +39,32 @@
 //!
 //! ## Sessions and ttls
 //!
-//! A backend opens ONE session, with the timeout `session_timeout=` asks
-//! for (default 30 s, clamped by the server to its
-//! `[minSessionTimeout, maxSessionTimeout]`), and every hold it grants
-//! lives in that session: its effective ttl is the negotiated timeout,
-//! reported in the grant, whatever ttl the request asked for. To have
-//! holds of another ttl, open another backend with another
-//! `session_timeout`. Several owners of one process share the session but
-//! never a node. When the session expires, the backend opens a new one for
-//! later acquisitions.
+//! A hold lives as long as the session whose ephemeral node it is, so its
+//! ttl is a session timeout. A backend opens one session per session
+//! timeout asked for, when first asked, and every hold asking that
+//! timeout shares it (several owners share a session, never a node):
+//!
+//! - a request that names no ttl (the locker's default ttl, 30 s unless
+//!   `ttl=` says otherwise) is served on the session of `session_timeout=`
+//!   ([`ZkConfig::session_timeout`]), opened at connect; so is a request
+//!   for exactly that timeout. A request for exactly 30 s cannot be told
+//!   from one that names no ttl, and gets that session too;
+//! - a request for another ttl `T` is served on a session that asks for
+//!   `T` rounded up to 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power
+//!   of ten milliseconds ([`round_timeout`]), so that slightly different
+//!   ttls share a session;
+//! - at most [`MAX_SESSIONS`] sessions are open at once: past that, a
+//!   session no hold uses is closed to make room, and if every one is in
+//!   use, the request is served on the session of the next longer timeout
+//!   (else the longest).
+//!
+//! The server clamps each timeout to its `[minSessionTimeout,
+//! maxSessionTimeout]`, and the grant reports the negotiated timeout as the
+//! hold's ttl: on a server whose maximum is 40 s, a request for 5 minutes
+//! gets 40 s (and is renewed accordingly). When a session expires, its
+//! holds are lost and the backend opens a new session of that timeout for
+//! later acquisitions; holds on other sessions are untouched. One task per
+//! session watches its holds.
 //!
 //! Renewal confirms the session is alive and the node is still there (a
 //! `sync`, so that a lagging follower cannot confirm a node the ensemble
