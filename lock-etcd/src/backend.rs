@@ -7,8 +7,8 @@ use crate::keepalive::KeepAlive;
 use crate::leases::{Lease, Leases};
 use crate::mutex::{Enqueued, Kv, Turn};
 use crate::names::{Names, lease_of};
-use crate::watch::{self, Deleted};
-use etcd_client::{Client, ConnectOptions, LeaseTimeToLiveOptions, WatchClient};
+use crate::watch::{self, Deleted, Watches};
+use etcd_client::{Client, ConnectOptions, LeaseTimeToLiveOptions};
 use lock_core::{
     AcquireRequest, Backend, Capabilities, Error, FencingGuarantee, FencingToken, Grant, HoldInfo,
     HolderStatus, Key, LockStatus, NodeLoss, Result, Wait, async_trait,
@@ -50,7 +50,7 @@ pub struct EtcdBackend {
     endpoints: Arc<str>,
     names: Names,
     kv: Kv,
-    watch: WatchClient,
+    watches: Watches,
     client: Client,
     leases: Arc<Leases>,
     caps: Capabilities,
@@ -131,7 +131,7 @@ impl EtcdBackend {
         );
         Ok(EtcdBackend {
             names: Names::new(config.prefix.clone()),
-            watch: client.watch_client(),
+            watches: Watches::start(client.watch_client(), endpoints.clone(), config.timeout),
             config,
             endpoints,
             kv,
@@ -236,7 +236,7 @@ impl EtcdBackend {
         };
         guard.armed = false;
         let lost = watch::loss(
-            self.watch.clone(),
+            self.watches.clone(),
             self.kv.client.clone(),
             key.clone(),
             rev,
@@ -273,7 +273,7 @@ impl EtcdBackend {
                     Turn::Vanished => return Ok(Some(Waited::Vanished)),
                 };
                 tracing::trace!(%key, %pred, "waiting for the predecessor");
-                match watch::deleted(&self.watch, &self.endpoints, &pred, seen + 1, deadline)
+                match watch::deleted(&self.watches, &self.endpoints, &pred, seen + 1, deadline)
                     .await?
                 {
                     Deleted::LookAgain => Ok(None),

@@ -11,6 +11,7 @@
 //! | fencing tokens | create revision of the holder's key: monotonic without condition (survives leader changes and restarts) |
 //! | fair (FIFO) waiting | yes: create-revision order |
 //! | waiters woken by | an etcd watch on their immediate predecessor only (no herd) |
+//! | watches | all of a backend's watches on ONE etcd watch stream, by watch id; a broken stream is reopened with every watch on it |
 //! | survives node loss | yes, a minority of members |
 //! | ttl granularity | 1 s (leases are whole seconds, rounded up; the ttl etcd granted is reported) |
 //! | renewal | one keep-alive stream per backend for all its leases, plus one read of the holder keys per batch |
