@@ -40,6 +40,7 @@ pub mod harness;
 pub mod kit;
 mod memory_fixture;
 pub mod runner;
+pub mod stats;
 mod suite;
 pub mod timing;
 mod url_fixture;

@@ -20,14 +20,7 @@ pub(crate) struct Row {
     pub(crate) rate: Option<(f64, &'static str)>,
 }
 
-/// The `p`-th percentile (0 < p <= 1) of sorted samples.
-pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
-}
+pub(crate) use conformance::stats::percentile;
 
 fn millis(d: Option<Duration>) -> String {
     d.map_or("-".to_owned(), |d| {
@@ -193,16 +186,6 @@ pub(crate) async fn bench(backend: &str, args: &BenchArgs) -> Result<u8, Failure
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentiles_pick_ranks() {
-        let ms = |n| Duration::from_millis(n);
-        let sorted: Vec<Duration> = (1..=100).map(ms).collect();
-        assert_eq!(percentile(&sorted, 0.5), Some(ms(50)));
-        assert_eq!(percentile(&sorted, 0.99), Some(ms(99)));
-        assert_eq!(percentile(&[ms(7)], 0.99), Some(ms(7)));
-        assert_eq!(percentile(&[], 0.5), None);
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn both_scenarios_run_on_memory() {

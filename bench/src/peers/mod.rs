@@ -1,0 +1,86 @@
+//! The subjects of each backend: dlock's own (through `Locker`), the raw
+//! round trips of its store, and the peers, one module each.
+
+mod dlock;
+mod etcd_lock_client;
+mod raw_etcd;
+mod raw_redis;
+mod raw_zk;
+mod rslock;
+mod set_nx;
+mod zk_recipe;
+
+pub use dlock::DlockSubject;
+pub use etcd_lock_client::EtcdLockClient;
+pub use raw_etcd::RawEtcd;
+pub use raw_redis::RawRedis;
+pub use raw_zk::RawZk;
+pub use rslock::Rslock;
+pub use set_nx::SetNx;
+pub use zk_recipe::ZkRecipe;
+
+use crate::backends::Backend;
+use crate::servers::{REDLOCK_MAIN, Targets, hosts_of};
+use crate::subject::Subject;
+use anyhow::Context as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The ttl every subject asks for (peers included), and the lease and
+/// session length where a peer needs one.
+pub const TTL: Duration = Duration::from_secs(30);
+
+/// How often the polling peer retries a held key (as the seeds' snippets do).
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// dlock, the raw round trips and the peers of `backend`, connected.
+pub async fn lineup(backend: Backend, targets: &Targets) -> anyhow::Result<Vec<Arc<dyn Subject>>> {
+    let url = targets
+        .url(backend)
+        .with_context(|| format!("no store for {}", backend.name()))?;
+    let ours = DlockSubject::connect(dlock_name(backend), &url).await?;
+    let mut all: Vec<Arc<dyn Subject>> = vec![Arc::new(ours)];
+    match backend {
+        Backend::Redis => {
+            let nodes = vec![url.clone()];
+            all.push(Arc::new(RawRedis::connect("raw: 2 EVALSHA", &nodes).await?));
+            all.push(Arc::new(SetNx::connect(&url, POLL).await?));
+        }
+        Backend::Redlock => {
+            let nodes: Vec<String> = targets.redlock[..REDLOCK_MAIN.min(targets.redlock.len())]
+                .iter()
+                .map(|n| format!("redis://{n}"))
+                .collect();
+            all.push(Arc::new(
+                RawRedis::connect("raw: 2 EVALSHA on every node", &nodes).await?,
+            ));
+            all.push(Arc::new(Rslock::new(&nodes)));
+        }
+        Backend::Etcd => {
+            let endpoints = hosts_of(&url);
+            all.push(Arc::new(RawEtcd::connect(&endpoints).await?));
+            all.push(Arc::new(EtcdLockClient::connect(&endpoints).await?));
+        }
+        Backend::Zk => {
+            let connect = hosts_of(&url).join(",");
+            all.push(Arc::new(RawZk::connect(&connect).await?));
+            all.push(Arc::new(ZkRecipe::connect(&connect).await?));
+        }
+    }
+    Ok(all)
+}
+
+/// The raw minimal acquire script (for `redis-benchmark`).
+pub fn raw_redis_acquire_script() -> &'static str {
+    raw_redis::MIN_ACQUIRE
+}
+
+/// The name of dlock's subject for `backend`.
+pub fn dlock_name(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Redis => "lock-redis",
+        Backend::Redlock => "lock-redlock",
+        Backend::Etcd => "lock-etcd",
+        Backend::Zk => "lock-zk",
+    }
+}
