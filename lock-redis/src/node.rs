@@ -256,7 +256,8 @@ impl Node {
     /// with a ttl of `ttl_ms`; with `proposal`, the counter is raised to it
     /// only if it exceeds it ([`Acquired::Refused`] otherwise) instead of
     /// incremented. Foreign data is [`Acquired::Held`], an odd reply an
-    /// error: never a grant.
+    /// error: never a grant. A proposal needs Redis 6.2 or newer (the
+    /// script raises the counter with `SET ... KEEPTTL GET`, one call).
     ///
     /// # Cancel safety
     /// If dropped while in flight, the server may still take the hold:

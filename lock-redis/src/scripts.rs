@@ -7,7 +7,8 @@
 //! deleted); a final release publishes `0` on
 //! `redisson_lock__channel:{LOCK}`.
 //!
-//! Every script checks the TYPE of what it finds first: a key of another
+//! Every script checks what it finds first (the acquire script: whether
+//! the lock's key exists, then its TYPE if it does): a key of another
 //! type, or a hash field that is not a count, is someone else's data and is
 //! never written to (no WRONGTYPE error can reach the caller).
 

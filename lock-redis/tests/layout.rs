@@ -8,6 +8,7 @@ use common::{bulk, bulks, calls, cmd, within};
 use conformance::kit::resp::Resp;
 use futures::StreamExt;
 use lock_core::{AcquireRequest, Backend, ErrorKind, Key, Locker, Owner, Ttl, Wait};
+use lock_redis::RedisConfig;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -467,5 +468,74 @@ async fn a_user_without_pubsub_rights_is_told_what_to_grant() {
     assert!(
         err.to_string().contains("redisson_lock__channel:*"),
         "{err}"
+    );
+}
+
+/// The acquire script with a proposed token (Redlock's one round): the
+/// counter is raised to the proposal only when the proposal exceeds it;
+/// otherwise, and when the counter is not a number, it is left exactly as
+/// it was (value and expiry), and foreign data is an error, never a grant.
+#[tokio::test]
+async fn a_proposed_token_only_ever_raises_the_counter() {
+    use lock_redis::node::{Acquired, Node};
+    let server = common::server().await;
+    let addr = server.addr();
+    let node = Node::connect(RedisConfig::new(addr.ip().to_string(), addr.port()))
+        .await
+        .expect("connect");
+    let key = |k: &str| Key::new(k).unwrap();
+    let counter = |k: &str| format!("redisson_lock_token:{{{k}}}");
+
+    // A fresh counter takes the proposal.
+    let got = node
+        .acquire(&key("p1"), "o", 30_000, Some(7))
+        .await
+        .unwrap();
+    assert_eq!(got, Acquired::New(lock_core::FencingToken(7)));
+    assert_eq!(cmd(addr, &["GET", &counter("p1")]).await, bulk("7"));
+
+    // A counter below the proposal is raised to it.
+    cmd(addr, &["SET", &counter("p2"), "3"]).await;
+    let got = node
+        .acquire(&key("p2"), "o", 30_000, Some(4))
+        .await
+        .unwrap();
+    assert_eq!(got, Acquired::New(lock_core::FencingToken(4)));
+    assert_eq!(cmd(addr, &["GET", &counter("p2")]).await, bulk("4"));
+
+    // A counter at or past the proposal is left as it was, expiry too; the
+    // hold is taken and the counter reported.
+    for (k, value) in [("p3", "9"), ("p4", "5")] {
+        cmd(addr, &["SET", &counter(k), value, "PX", "600000"]).await;
+        let got = node.acquire(&key(k), "o", 30_000, Some(5)).await.unwrap();
+        let expected = lock_core::FencingToken(value.parse().unwrap());
+        assert_eq!(got, Acquired::Refused(expected), "{k}");
+        assert_eq!(cmd(addr, &["GET", &counter(k)]).await, bulk(value), "{k}");
+        let Resp::Integer(pttl) = cmd(addr, &["PTTL", &counter(k)]).await else {
+            panic!("PTTL")
+        };
+        assert!(pttl > 500_000, "{k}: the counter's expiry changed: {pttl}");
+        assert_eq!(cmd(addr, &["HGET", k, "o"]).await, bulk("1"), "{k}");
+    }
+
+    // A counter that is not a number, or not a string: an error, nothing
+    // changed, no hold.
+    cmd(addr, &["SET", &counter("p5"), "not a number"]).await;
+    cmd(addr, &["RPUSH", &counter("p6"), "x"]).await;
+    for k in ["p5", "p6"] {
+        let err = node
+            .acquire(&key(k), "o", 30_000, Some(5))
+            .await
+            .expect_err(k);
+        assert_eq!(err.kind(), ErrorKind::Backend, "{k}: {err}");
+        assert_eq!(cmd(addr, &["EXISTS", k]).await, Resp::Integer(0), "{k}");
+    }
+    assert_eq!(
+        cmd(addr, &["GET", &counter("p5")]).await,
+        bulk("not a number")
+    );
+    assert_eq!(
+        cmd(addr, &["LRANGE", &counter("p6"), "0", "-1"]).await,
+        bulks(&["x"])
     );
 }

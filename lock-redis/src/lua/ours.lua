@@ -14,8 +14,9 @@ local function ours(lock, counter, owner, token)
 end
 
 -- Sets the lock's expiry to at least ttl ms from now (never shortens a
--- longer one another client of the same owner asked for).
+-- longer one another client of the same owner asked for). ttl is the
+-- argument string, passed on as it came (no number formatting).
 local function extend(lock, ttl)
   local p = redis.call('pttl', lock)
-  if p >= 0 and p < ttl then redis.call('pexpire', lock, ttl) end
+  if p >= 0 and p < tonumber(ttl) then redis.call('pexpire', lock, ttl) end
 end

@@ -8,7 +8,7 @@ if c == nil then return -1 end
 if c < tonumber(ARGV[3]) then return c end
 if c <= 1 then
   redis.call('del', KEYS[1])
-  redis.call('publish', KEYS[3], 0)
+  redis.call('publish', KEYS[3], '0')
   return 0
 end
-return redis.call('hincrby', KEYS[1], ARGV[1], -1)
+return redis.call('hincrby', KEYS[1], ARGV[1], '-1')

@@ -5,7 +5,7 @@ local out = {}
 for i = 1, #KEYS / 2 do
   local lock, counter = KEYS[2 * i - 1], KEYS[2 * i]
   if ours(lock, counter, ARGV[3 * i - 2], ARGV[3 * i - 1]) then
-    extend(lock, tonumber(ARGV[3 * i]))
+    extend(lock, ARGV[3 * i])
     out[i] = 1
   else
     out[i] = 0

@@ -7,7 +7,7 @@ c = tonumber(c)
 if c == nil or c < 1 or c ~= math.floor(c) then return -1 end
 if c <= 1 then
   redis.call('del', KEYS[1])
-  redis.call('publish', KEYS[2], 0)
+  redis.call('publish', KEYS[2], '0')
   return 0
 end
-return redis.call('hincrby', KEYS[1], ARGV[1], -1)
+return redis.call('hincrby', KEYS[1], ARGV[1], '-1')
