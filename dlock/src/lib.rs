@@ -7,7 +7,7 @@
 //!
 //! As a library it offers the "any driver" entry point of the workspace:
 //! [`register_backends`] registers every backend crate compiled into this
-//! build (one cargo feature each: `redis`, `etcd` and `redlock` today), and [`connect`] opens a
+//! build (one cargo feature each: `redis`, `etcd`, `redlock` and `zk` today), and [`connect`] opens a
 //! [`Locker`] from a URL after doing so.
 //!
 //! ```no_run
@@ -56,8 +56,8 @@ macro_rules! register_compiled_in {
 /// [`connect`]) open their URLs. Safe to call many times.
 ///
 /// Each backend sits behind a cargo feature of this crate, on by default:
-/// `redis` (`redis://`, `rediss://`), `etcd` (`etcd://`) and `redlock`
-/// (`redlock://`). `memory://` is always there.
+/// `redis` (`redis://`, `rediss://`), `etcd` (`etcd://`), `redlock`
+/// (`redlock://`) and `zk` (`zk://`). `memory://` is always there.
 pub fn register_backends() {
     // Adding a backend: its dependency and feature in Cargo.toml, and its
     // line here.
@@ -65,12 +65,13 @@ pub fn register_backends() {
         "redis" => lock_redis::register,
         "etcd" => lock_etcd::register,
         "redlock" => lock_redlock::register,
+        "zk" => lock_zk::register,
     }
 }
 
 /// The URL schemes this build can open (after [`register_backends`]),
-/// sorted: `["etcd", "memory", "redis", "rediss", "redlock"]` with the default
-/// features.
+/// sorted: `["etcd", "memory", "redis", "rediss", "redlock", "zk"]` with the
+/// default features.
 pub fn backends() -> Vec<String> {
     register_backends();
     lock_core::registered_schemes()

@@ -69,7 +69,7 @@ impl ZkBackend {
     /// asked for).
     ///
     /// # Errors
-    /// [`Error::Unavailable`] naming the servers if no session can be
+    /// [`Error::Unavailable`](lock_core::Error::Unavailable) naming the servers if no session can be
     /// established.
     ///
     /// # Cancel safety

@@ -53,6 +53,10 @@ pub fn endpoint(addr: SocketAddr) -> Endpoint {
 /// through.
 type SessionLink = (zk::SessionInfo, Vec<Arc<FaultProxy>>);
 
+/// A backend of a fixture's locker, and the proxies its connections go
+/// through.
+type BackendLink = (std::sync::Weak<ZkBackend>, Vec<Arc<FaultProxy>>);
+
 /// Lockers of `lock-zk` on one ensemble (standalone or not).
 pub struct ZkFixture {
     name: String,
@@ -65,7 +69,7 @@ pub struct ZkFixture {
     /// connections go through: a backend opens a session per session
     /// timeout asked for, when first asked, so its later sessions are
     /// found here.
-    backends: Mutex<Vec<(std::sync::Weak<ZkBackend>, Vec<Arc<FaultProxy>>)>>,
+    backends: Mutex<Vec<BackendLink>>,
     admin: tokio::sync::OnceCell<zk::Client>,
     short_ttl: Duration,
 }
