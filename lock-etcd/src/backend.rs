@@ -97,14 +97,7 @@ impl EtcdBackend {
         }
         #[cfg(feature = "tls")]
         if config.tls {
-            let mut tls = etcd_client::TlsOptions::new().with_enabled_roots();
-            if let Some(path) = &config.ca_cert {
-                let pem = std::fs::read(path).map_err(|e| {
-                    Error::config(format!("cannot read cacert {}: {e}", path.display()))
-                })?;
-                tls = tls.ca_certificate(etcd_client::Certificate::from_pem(pem));
-            }
-            options = options.with_tls(tls);
+            options = options.with_tls(tls_options(&config)?);
         }
         let connecting = Client::connect(config.endpoint_urls(), Some(options));
         let client = timeout(config.timeout, connecting)
@@ -296,6 +289,28 @@ impl EtcdBackend {
             }
         }
     }
+}
+
+/// The TLS settings of `config`: the platform's roots, `cacert=` if given,
+/// and the client certificate if given. A file that cannot be read is
+/// [`Error::InvalidConfig`] naming it.
+#[cfg(feature = "tls")]
+fn tls_options(config: &EtcdConfig) -> Result<etcd_client::TlsOptions> {
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| Error::config(format!("cannot read {what} {}: {e}", path.display())))
+    };
+    let mut tls = etcd_client::TlsOptions::new().with_enabled_roots();
+    if let Some(path) = &config.ca_cert {
+        tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read("cacert", path)?));
+    }
+    if let Some((cert, key)) = &config.client_cert {
+        tls = tls.identity(etcd_client::Identity::from_pem(
+            read("cert", cert)?,
+            read("key", key)?,
+        ));
+    }
+    Ok(tls)
 }
 
 fn grant(lease: Lease, rev: i64, key: String, lost: lock_core::LossSignal) -> Grant {

@@ -45,6 +45,10 @@ pub struct EtcdConfig {
     /// A PEM file of CA certificates to trust besides the platform's
     /// (`cacert=PATH`; implies `tls=true`).
     pub ca_cert: Option<std::path::PathBuf>,
+    /// A client certificate and its private key, PEM files (`cert=PATH`
+    /// and `key=PATH`, both or neither; imply `tls=true`), for a cluster
+    /// that checks client certificates (`--client-cert-auth`).
+    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl fmt::Debug for EtcdConfig {
@@ -57,6 +61,7 @@ impl fmt::Debug for EtcdConfig {
             .field("pool", &self.pool)
             .field("tls", &self.tls)
             .field("ca_cert", &self.ca_cert)
+            .field("client_cert", &self.client_cert)
             .finish()
     }
 }
@@ -72,12 +77,13 @@ impl EtcdConfig {
             pool: DEFAULT_POOL,
             tls: false,
             ca_cert: None,
+            client_cert: None,
         }
     }
 
     /// Reads the host list, user info and the options this backend knows
-    /// (`prefix`, `timeout`, `pool`, `tls`, `cacert`) from `url`, leaving any other
-    /// option for [`BackendUrl::finish`] to report.
+    /// (`prefix`, `timeout`, `pool`, `tls`, `cacert`, `cert`, `key`) from
+    /// `url`, leaving any other option for [`BackendUrl::finish`] to report.
     pub fn from_url(url: &mut BackendUrl) -> Result<Self> {
         let mut config = EtcdConfig::new(url.endpoints()?);
         if url.path().len() > 1 {
@@ -109,7 +115,8 @@ impl EtcdConfig {
         })? {
             config.pool = pool;
         }
-        if let Some(tls) = url.take_bool("tls")? {
+        let tls_given = url.take_bool("tls")?;
+        if let Some(tls) = tls_given {
             if tls && !cfg!(feature = "tls") {
                 return Err(Error::config(format!(
                     "tls=true in {} needs lock-etcd built with its `tls` feature",
@@ -118,15 +125,40 @@ impl EtcdConfig {
             }
             config.tls = tls;
         }
+        let needs_tls = |option: &str, url: &BackendUrl| {
+            if cfg!(feature = "tls") {
+                Ok(())
+            } else {
+                Err(Error::config(format!(
+                    "{option}= in {} needs lock-etcd built with its `tls` feature",
+                    url.redacted()
+                )))
+            }
+        };
         if let Some(path) = url.take("cacert") {
-            if !cfg!(feature = "tls") {
+            needs_tls("cacert", url)?;
+            config.ca_cert = Some(path.into());
+            config.tls = true;
+        }
+        match (url.take("cert"), url.take("key")) {
+            (None, None) => {}
+            (Some(cert), Some(key)) => {
+                needs_tls("cert", url)?;
+                config.client_cert = Some((cert.into(), key.into()));
+                config.tls = true;
+            }
+            (Some(_), None) | (None, Some(_)) => {
                 return Err(Error::config(format!(
-                    "cacert= in {} needs lock-etcd built with its `tls` feature",
+                    "bad URL {}: a client certificate needs both cert=PATH and key=PATH",
                     url.redacted()
                 )));
             }
-            config.ca_cert = Some(path.into());
-            config.tls = true;
+        }
+        if config.tls && tls_given == Some(false) {
+            return Err(Error::config(format!(
+                "bad URL {}: tls=false, but cacert=, cert= or key= ask for TLS",
+                url.redacted()
+            )));
         }
         Ok(config)
     }
@@ -182,5 +214,21 @@ mod tests {
         assert!(e.contains("prefix"), "{e}");
         let e = parse("etcd://a:1?timeout=0s").unwrap_err().to_string();
         assert!(e.contains("timeout"), "{e}");
+        let e = parse("etcd://a:1?cert=/c.pem").unwrap_err().to_string();
+        assert!(e.contains("cert=PATH and key=PATH"), "{e}");
+        let e = parse("etcd://a:1?key=/c.key").unwrap_err().to_string();
+        assert!(e.contains("cert=PATH and key=PATH"), "{e}");
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_options_turn_tls_on() {
+        let c = parse("etcd://a:1?cacert=/ca.pem&cert=/c.pem&key=/c.key").unwrap();
+        assert!(c.tls);
+        assert_eq!(c.endpoint_urls(), ["https://a:1"]);
+        assert_eq!(c.ca_cert, Some("/ca.pem".into()));
+        assert_eq!(c.client_cert, Some(("/c.pem".into(), "/c.key".into())));
+        let e = parse("etcd://a:1?tls=false&cacert=/ca.pem").unwrap_err().to_string();
+        assert!(e.contains("tls=false"), "{e}");
     }
 }

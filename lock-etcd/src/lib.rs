@@ -21,8 +21,10 @@
 //! | interoperates with | `etcdctl lock NAME`, Go's `concurrency.Mutex`, etcd-client's `LockClient` on the same name (with an empty `prefix`) |
 //!
 //! ```text
-//! etcd://host1:2379[,host2:2379...][?prefix=locks/&timeout=5s&pool=2&tls=true]
-//! etcd://user:password@host:2379
+//! etcd://host1:2379[,host2:2379...][?prefix=locks/&timeout=5s&pool=2]
+//! etcd://user:password@host:2379                     etcd's own auth (`etcdctl auth enable`)
+//! etcd://host:2379?cacert=ca.pem[&cert=c.pem&key=c.key]   TLS (the `tls` feature), client certificate optional
+//! etcd://host:2379?tls=true                          TLS trusting the platform's roots only
 //! ```
 //!
 //! # Layout

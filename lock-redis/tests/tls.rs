@@ -1,7 +1,7 @@
 //! `rediss://` against a real `redis-server` serving TLS with a certificate
-//! signed by a CA made for the test (`openssl` makes them), with the `tls`
-//! feature: `cargo test -p lock-redis --features tls`. Without the feature,
-//! this file checks that `rediss://` says to enable it.
+//! signed by a CA made for the test (the kit's `TestCerts`; `openssl` makes
+//! them), with the `tls` feature: `cargo test -p lock-redis --features tls`.
+//! Without the feature, this file checks that `rediss://` says to enable it.
 
 #[cfg(not(feature = "tls"))]
 #[tokio::test]
@@ -24,98 +24,26 @@ mod common;
 #[cfg(feature = "tls")]
 mod with_tls {
     use crate::common::{bulks, cmd};
-    use conformance::kit::{RedisOptions, RedisServer};
-    use std::path::Path;
-
-    async fn openssl(dir: &Path, args: &[&str]) {
-        let out = tokio::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .await
-            .unwrap_or_else(|e| {
-                panic!("cannot run openssl ({e}); install it: sudo apt-get install -y openssl")
-            });
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// A CA and a server certificate for 127.0.0.1 signed by it.
-    async fn certificates(dir: &Path) {
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        let mut ca = vec![
-            "req",
-            "-x509",
-            "-new",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=dlock test CA",
-        ];
-        ca.extend(ec);
-        ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
-        openssl(dir, &ca).await;
-        let mut csr = vec!["req", "-new", "-subj", "/CN=127.0.0.1"];
-        csr.extend(ec);
-        csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
-        openssl(dir, &csr).await;
-        std::fs::write(
-            dir.join("ext.cnf"),
-            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "1",
-                "-extfile",
-                "ext.cnf",
-                "-out",
-                "server.pem",
-            ],
-        )
-        .await;
-    }
+    use conformance::kit::{RedisOptions, RedisServer, TestCerts};
 
     #[tokio::test]
     async fn rediss_locks_over_tls() {
-        let dir = tempfile::tempdir().unwrap();
-        certificates(dir.path()).await;
+        let certs = TestCerts::make().await.unwrap();
         let tls_port = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             probe.local_addr().unwrap().port()
         };
-        let path = |f: &str| dir.path().join(f).display().to_string();
+        let path = |p: std::path::PathBuf| p.display().to_string();
         let server = RedisServer::start_with(RedisOptions {
             extra_args: vec![
                 "--tls-port".into(),
                 tls_port.to_string(),
                 "--tls-cert-file".into(),
-                path("server.pem"),
+                path(certs.server_cert()),
                 "--tls-key-file".into(),
-                path("server.key"),
+                path(certs.server_key()),
                 "--tls-ca-cert-file".into(),
-                path("ca.pem"),
+                path(certs.ca()),
                 "--tls-auth-clients".into(),
                 "no".into(),
             ],
@@ -127,7 +55,7 @@ mod with_tls {
         lock_redis::register();
         let url = format!(
             "rediss://127.0.0.1:{tls_port}?tls_ca={}&timeout=2s",
-            path("ca.pem")
+            path(certs.ca())
         );
         let locker = lock_core::connect(&url).await.unwrap();
         let guard = locker.request("orders:1").owner("o1").lock().await.unwrap();

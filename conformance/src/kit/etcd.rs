@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::future::{join_all, try_join_all};
@@ -39,7 +39,21 @@ pub struct EtcdMember {
     process: ServerProcess,
     client: SocketAddr,
     peer: SocketAddr,
+    tls_client: Option<SocketAddr>,
     _ports: Ports,
+}
+
+/// How to start an [`EtcdCluster`] beyond the defaults.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct EtcdOptions {
+    /// Serve clients over TLS too, with this certificate and key (PEM), on
+    /// a port of their own ([`EtcdMember::tls_client_addr`]); the plain
+    /// client port stays (the kit's health checks use it).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// With [`tls`](Self::tls): require client certificates signed by this
+    /// CA (PEM) on the TLS port (`--client-cert-auth`).
+    pub client_ca: Option<PathBuf>,
 }
 
 impl EtcdCluster {
@@ -51,6 +65,11 @@ impl EtcdCluster {
     /// Starts an `n`-member cluster and waits until every member reports
     /// itself healthy (which needs an elected leader).
     pub async fn start(n: usize) -> Result<EtcdCluster, KitError> {
+        EtcdCluster::start_with(n, EtcdOptions::default()).await
+    }
+
+    /// [`start`](Self::start) with `options`.
+    pub async fn start_with(n: usize, options: EtcdOptions) -> Result<EtcdCluster, KitError> {
         if n == 0 {
             return Err(KitError::Invalid {
                 reason: "an etcd cluster needs at least one member".into(),
@@ -58,7 +77,7 @@ impl EtcdCluster {
         }
         let program = find_program("etcd", "etcd-server")?;
         let ports = (0..n)
-            .map(|_| Ports::reserve(2))
+            .map(|_| Ports::reserve(if options.tls.is_some() { 3 } else { 2 }))
             .collect::<Result<Vec<_>, _>>()?;
         let peer_url = |p: &Ports| format!("http://127.0.0.1:{}", p.get(1));
         let initial_cluster: Vec<String> = ports
@@ -74,15 +93,32 @@ impl EtcdCluster {
         for (i, ports) in ports.into_iter().enumerate() {
             let client = SocketAddr::from((Ipv4Addr::LOCALHOST, ports.get(0)));
             let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, ports.get(1)));
+            let tls_client = options
+                .tls
+                .is_some()
+                .then(|| SocketAddr::from((Ipv4Addr::LOCALHOST, ports.get(2))));
             let dir = scratch_dir("dlock-etcd-")?;
-            let args = arguments(
+            let mut args = arguments(
                 i,
-                client,
-                peer,
+                Listen {
+                    client,
+                    tls_client,
+                    peer,
+                },
                 &dir.path().join("data"),
                 &initial_cluster,
                 &token,
             );
+            if let Some((cert, key)) = &options.tls {
+                args.extend(["--cert-file".into(), cert.into(), "--key-file".into(), key.into()]);
+                if let Some(ca) = &options.client_ca {
+                    args.extend([
+                        "--client-cert-auth".into(),
+                        "--trusted-ca-file".into(),
+                        ca.into(),
+                    ]);
+                }
+            }
             let process = ServerProcess::new(
                 format!("etcd member m{i} on {client}"),
                 program.clone(),
@@ -93,6 +129,7 @@ impl EtcdCluster {
                 process,
                 client,
                 peer,
+                tls_client,
                 _ports: ports,
             });
         }
@@ -113,6 +150,42 @@ impl EtcdCluster {
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self.members.iter().map(|m| m.client.to_string()).collect();
         format!("etcd://{}", hosts.join(","))
+    }
+
+    /// The TLS client address of each member (empty unless started with
+    /// [`EtcdOptions::tls`]).
+    pub fn tls_endpoints(&self) -> Vec<SocketAddr> {
+        self.members.iter().filter_map(|m| m.tls_client).collect()
+    }
+
+    /// Turns on etcd's authentication: creates the user `root` with
+    /// `password` and the role `root`, grants it, and enables auth (what
+    /// `etcdctl user add root`, `etcdctl auth enable` do), through member
+    /// 0's JSON gateway. From then on every client must log in.
+    pub async fn enable_auth(&self, password: &str) -> Result<(), KitError> {
+        let addr = self.members[0].client;
+        let quoted = password.replace('\\', "\\\\").replace('"', "\\\"");
+        let steps = [
+            ("/v3/auth/role/add", r#"{"name":"root"}"#.to_owned()),
+            (
+                "/v3/auth/user/add",
+                format!(r#"{{"name":"root","password":"{quoted}"}}"#),
+            ),
+            ("/v3/auth/user/grant", r#"{"user":"root","role":"root"}"#.to_owned()),
+            ("/v3/auth/enable", "{}".to_owned()),
+        ];
+        for (path, body) in steps {
+            match request(addr, "POST", path, &body).await? {
+                (200, _) => {}
+                (code, answer) => {
+                    return Err(KitError::protocol(format!(
+                        "etcd {path} answered {code}: {}",
+                        answer.trim()
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The `i`-th member.
@@ -169,6 +242,12 @@ impl EtcdMember {
     /// The address clients connect to.
     pub fn client_addr(&self) -> SocketAddr {
         self.client
+    }
+
+    /// The address clients connect to over TLS, if the cluster serves it
+    /// ([`EtcdOptions::tls`]).
+    pub fn tls_client_addr(&self) -> Option<SocketAddr> {
+        self.tls_client
     }
 
     /// The address other members connect to.
@@ -258,16 +337,25 @@ impl EtcdMember {
     }
 }
 
+/// Where a member listens.
+struct Listen {
+    client: SocketAddr,
+    tls_client: Option<SocketAddr>,
+    peer: SocketAddr,
+}
+
 fn arguments(
     i: usize,
-    client: SocketAddr,
-    peer: SocketAddr,
+    listen: Listen,
     data: &Path,
     initial_cluster: &str,
     token: &str,
 ) -> Vec<OsString> {
-    let client_url = format!("http://{client}");
-    let peer_url = format!("http://{peer}");
+    let mut client_url = format!("http://{}", listen.client);
+    if let Some(tls) = listen.tls_client {
+        client_url.push_str(&format!(",https://{tls}"));
+    }
+    let peer_url = format!("http://{}", listen.peer);
     let mut args: Vec<OsString> = vec![
         "--name".into(),
         format!("m{i}").into(),

@@ -29,6 +29,7 @@
 //! ```
 
 mod binaries;
+mod certs;
 mod error;
 mod etcd;
 mod http;
@@ -40,8 +41,9 @@ mod redis;
 pub mod resp;
 mod zookeeper;
 
+pub use certs::TestCerts;
 pub use error::KitError;
-pub use etcd::{EtcdCluster, EtcdMember};
+pub use etcd::{EtcdCluster, EtcdMember, EtcdOptions};
 pub use proxy::{FaultProxy, ProxyMode};
 pub use redis::{RedisMasters, RedisOptions, RedisServer};
 pub use zookeeper::{ZkEnsemble, ZkServer};
