@@ -3,9 +3,10 @@
 //! `LockPrefix::new_curator`, released by an awaited delete), on the same
 //! real standalone ZooKeeper server and the same lock path.
 //!
-//! Both do the same round trips (create, list the contenders, delete);
-//! `lock-zk` also watches its own node (in the same round trip as the
-//! listing) and tracks the hold for renewal and loss. Rounds alternate
+//! Both create a node, list the contenders and delete the node; `lock-zk`
+//! sends the listing with the create (one round trip where the recipe
+//! waits for the create's answer first), and tracks the hold for renewal
+//! and loss (a watch on its node only if it is held 20 ms). Rounds alternate
 //! between the two; each round reports p50 and p99, and the summary the
 //! median of the rounds' medians, their spread, and the ratio at the
 //! median.

@@ -5,7 +5,8 @@
 //!    the connection breaks during the create, look for a child starting
 //!    with `_c_<uuid>-` before creating again, so one attempt never makes
 //!    two nodes.
-//! 2. List the contenders (every child with a 10-digit sequence suffix);
+//! 2. List the contenders (every child with a 10-digit sequence suffix;
+//!    the first listing is sent with the create, in the same round trip);
 //!    the first one holds the lock, fenced by its node's creation zxid (from
 //!    the create's answer). The hold's task then watches the node: its
 //!    deletion is the hold's loss.
@@ -152,18 +153,37 @@ async fn attempt(
         name: None,
         armed: true,
     };
-    let (name, created) = create(inner, client, dir, &prefix, req).await?;
+    // The create and the first listing in one round trip: the server
+    // answers a session's requests in the order sent, so the listing sees
+    // the node if the create made it. (Each call sends its request at once.)
+    let mut sent = Instant::now();
+    let path = format!("{dir}/{prefix}");
+    let mode = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+    let data = req.owner.as_str().as_bytes();
+    let (first_create, first_list) =
+        futures::join!(client.create(&path, data, &mode), client.list_children(dir));
+    // A listing is only good after our create succeeded.
+    let mut listed = first_create
+        .is_ok()
+        .then_some(first_list)
+        .and_then(|l| l.ok());
+    let (name, created) = create(inner, client, dir, &prefix, req, Some(first_create)).await?;
     cleanup.name = Some(name.clone());
     let own = format!("{dir}/{name}");
     loop {
-        let sent = Instant::now();
-        let children = match client.list_children(dir).await {
-            Ok(c) => c,
-            Err(e) if is_connection(&e) && !req.wait.expired(Instant::now()) => {
-                sleep(RETRY).await;
-                continue;
+        let children = match listed.take() {
+            Some(c) => c,
+            None => {
+                sent = Instant::now();
+                match client.list_children(dir).await {
+                    Ok(c) => c,
+                    Err(e) if is_connection(&e) && !req.wait.expired(Instant::now()) => {
+                        sleep(RETRY).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            Err(e) => return Err(e),
         };
         let queue = contenders(children);
         let Some(place) = queue.iter().position(|(_, c)| *c == name) else {
@@ -233,20 +253,29 @@ async fn attempt(
     }
 }
 
+/// The answer to a create of an ephemeral sequential node.
+type Created = Result<(zk::Stat, zk::CreateSequence), zk::Error>;
+
 /// Creates this attempt's node; returns its name, and its creation zxid
-/// unless the node was found again after a connection loss.
+/// unless the node was found again after a connection loss. `first` is the
+/// answer to a create already sent, if any.
 async fn create(
     inner: &Inner,
     client: &zk::Client,
     dir: &str,
     prefix: &str,
     req: &AcquireRequest,
+    mut first: Option<Created>,
 ) -> Result<(String, Option<i64>), zk::Error> {
     let path = format!("{dir}/{prefix}");
     let mode = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
     let data = req.owner.as_str().as_bytes();
     loop {
-        match client.create(&path, data, &mode).await {
+        let answer = match first.take() {
+            Some(answer) => answer,
+            None => client.create(&path, data, &mode).await,
+        };
+        match answer {
             Ok((stat, seq)) => {
                 // Servers before 3.5 answer without a stat.
                 let czxid = (stat.czxid > 0).then_some(stat.czxid);
