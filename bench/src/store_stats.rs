@@ -23,18 +23,33 @@ pub fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
-/// Commands the Redis at `url` has run, all kinds but `INFO` (which is how
-/// they are counted).
-pub async fn redis_commands(url: &str) -> anyhow::Result<u64> {
-    Ok(commandstats_calls(&redis_info(url, "commandstats").await?))
+/// Commands the Redis at `url` has run: all kinds but `INFO` (which is how
+/// they are counted), those run inside scripts included; and of them, the
+/// script calls (`EVAL`, `EVALSHA`, `FCALL`).
+pub async fn redis_commands(url: &str) -> anyhow::Result<(u64, u64)> {
+    let info = redis_info(url, "commandstats").await?;
+    Ok((
+        commandstats_calls(&info, |_| true),
+        commandstats_calls(&info, is_script_call),
+    ))
 }
 
-/// The sum of `calls=` over `cmdstat_*` lines, `cmdstat_info` left out.
-pub fn commandstats_calls(info: &str) -> u64 {
+fn is_script_call(name: &str) -> bool {
+    matches!(
+        name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    )
+}
+
+/// The sum of `calls=` over the `cmdstat_NAME` lines whose NAME `pick`s,
+/// `cmdstat_info` left out.
+pub fn commandstats_calls(info: &str, pick: impl Fn(&str) -> bool) -> u64 {
     info.lines()
-        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
-        .filter_map(|l| {
-            l.split_once("calls=")?
+        .filter_map(|l| l.strip_prefix("cmdstat_")?.split_once(':'))
+        .filter(|(name, _)| *name != "info" && pick(name))
+        .filter_map(|(_, stats)| {
+            stats
+                .split_once("calls=")?
                 .1
                 .split(',')
                 .next()?
@@ -103,7 +118,8 @@ mod tests {
     #[test]
     fn counters_parse() {
         let info = "# Commandstats\r\ncmdstat_evalsha:calls=10,usec=5\r\ncmdstat_info:calls=3,usec=1\r\ncmdstat_pexpire:calls=2,usec=1\r\n";
-        assert_eq!(commandstats_calls(info), 12);
+        assert_eq!(commandstats_calls(info, |_| true), 12);
+        assert_eq!(commandstats_calls(info, is_script_call), 10);
         assert_eq!(
             info_field("redis_version:7.0.15\r\nx:1", "redis_version"),
             Some("7.0.15")

@@ -28,10 +28,12 @@ pub fn describe(report: &mut Report, holds: usize, seconds: u64) {
              `acquire s`: time to take them all. `client CPU %`: the child's user + \
              system CPU time over the hold window ÷ the window (100 % = one core), \
              from /proc/self/stat. `RSS MiB`: the child's resident memory at the end \
-             of the window (VmRSS), and before it took any lock. `store req/s`: what \
+             of the window (VmRSS), and before it took any lock. `store ops/s`: what \
              the store itself counted over the window, ÷ the window: Redis, commands \
-             run (INFO commandstats, INFO itself left out; Redlock summed over its \
-             {REDLOCK_MAIN} masters); etcd, gRPC messages received (/metrics, \
+             run, those inside scripts included (INFO commandstats, INFO itself left \
+             out; Redlock summed over its {REDLOCK_MAIN} masters), and of them \
+             `script calls/s`, the EVAL/EVALSHA calls (round trips carrying a \
+             script); etcd, gRPC messages received (/metrics, \
              grpc_server_msg_received_total, all methods; keep-alive messages on a \
              stream count one each); ZooKeeper, packets received (mntr \
              zk_packets_received, session pings included). `kept`: holds still held \
@@ -95,14 +97,19 @@ async fn child(
         .context("starting the hold child")?;
     let stdout = child.stdout.take().context("no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
-    let mut window: Option<(f64, Instant)> = None;
+    let mut window: Option<((f64, Option<f64>), Instant)> = None;
     while let Some(line) = lines.next_line().await? {
         if line.starts_with("held") {
             window = Some((store_requests(backend, targets).await?, Instant::now()));
         } else if let Some(fields) = line.strip_prefix("done ") {
             let (before, t0) = window.context("the child reported done before held")?;
             let after = store_requests(backend, targets).await?;
-            let rate = (after - before) / t0.elapsed().as_secs_f64();
+            let secs = t0.elapsed().as_secs_f64();
+            let ops = (after.0 - before.0) / secs;
+            let scripts = match (after.1, before.1) {
+                (Some(a), Some(b)) => (a - b) / secs,
+                _ => f64::NAN,
+            };
             let f = parse_fields(fields);
             let get = |k: &str| f.get(k).copied().unwrap_or(f64::NAN);
             let _ = child.wait().await;
@@ -111,7 +118,8 @@ async fn child(
                 ("client CPU %", get("cpu_pct")),
                 ("RSS MiB", get("rss_kib") / 1024.0),
                 ("RSS before MiB", get("rss_before_kib") / 1024.0),
-                ("store req/s", rate),
+                ("store ops/s", ops),
+                ("script calls/s", scripts),
                 ("kept", get("kept")),
             ]);
         }
@@ -128,18 +136,14 @@ fn parse_fields(fields: &str) -> BTreeMap<&str, f64> {
         .collect()
 }
 
-/// The store's request counter for `backend` (see [`describe`]).
-async fn store_requests(backend: Backend, targets: &Targets) -> anyhow::Result<f64> {
+/// The store's operation counter for `backend`, and on Redis its script
+/// calls (see [`describe`]).
+async fn store_requests(backend: Backend, targets: &Targets) -> anyhow::Result<(f64, Option<f64>)> {
     match backend {
-        Backend::Redis => {
-            Ok(redis_commands(targets.redis.as_deref().context("no redis")?).await? as f64)
-        }
+        Backend::Redis => redis_sum(vec![targets.redis.clone().context("no redis")?]).await,
         Backend::Redlock => {
-            let mut sum = 0.0;
-            for node in targets.redlock.iter().take(REDLOCK_MAIN) {
-                sum += redis_commands(&format!("redis://{node}")).await? as f64;
-            }
-            Ok(sum)
+            let nodes = targets.redlock.iter().take(REDLOCK_MAIN);
+            redis_sum(nodes.map(|n| format!("redis://{n}")).collect()).await
         }
         Backend::Etcd => {
             let mut sum = 0.0;
@@ -148,7 +152,7 @@ async fn store_requests(backend: Backend, targets: &Targets) -> anyhow::Result<f
                     .values()
                     .sum::<f64>();
             }
-            Ok(sum)
+            Ok((sum, None))
         }
         Backend::Zk => {
             let mut sum = 0.0;
@@ -157,7 +161,17 @@ async fn store_requests(backend: Backend, targets: &Targets) -> anyhow::Result<f
                 sum += mntr_field(&mntr, "zk_packets_received")
                     .context("no zk_packets_received in mntr")?;
             }
-            Ok(sum)
+            Ok((sum, None))
         }
     }
+}
+
+async fn redis_sum(urls: Vec<String>) -> anyhow::Result<(f64, Option<f64>)> {
+    let (mut ops, mut scripts) = (0, 0);
+    for url in urls {
+        let (o, s) = redis_commands(&url).await?;
+        ops += o;
+        scripts += s;
+    }
+    Ok((ops as f64, Some(scripts as f64)))
 }

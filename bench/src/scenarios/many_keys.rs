@@ -30,6 +30,7 @@ pub fn describe(report: &mut Report, rounds: u32, seconds: f64) {
              its own back to back for {seconds} s per round, {rounds} rounds: lock + \
              release pairs per second, and each pair's latency. On Redis the baseline \
              is `{BASELINE}` on the same server in the same round: 50 connections \
+             (on 2 client threads, as this process has 2 runtime threads) \
              running the raw minimal acquire script (EXISTS, INCR, HSET, PEXPIRE) on \
              random keys, in commands per second. A pair is two scripts, so a \
              pairs/s ÷ EVALSHA/s ratio of 0.5 would match the server's raw script \
@@ -105,7 +106,19 @@ async fn redis_benchmark(url: &str, duration: Duration) -> anyhow::Result<f64> {
         .await?;
     let requests = ((duration.as_secs_f64() * 30_000.0) as u64).max(10_000);
     let out = tokio::process::Command::new("redis-benchmark")
-        .args(["-h", h, "-p", p, "-c", "50", "-r", "1000000", "-q"])
+        .args([
+            "-h",
+            h,
+            "-p",
+            p,
+            "-c",
+            "50",
+            "--threads",
+            "2",
+            "-r",
+            "1000000",
+            "-q",
+        ])
         .args(["-n", &requests.to_string()])
         .args([
             "EVALSHA",
