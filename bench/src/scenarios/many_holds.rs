@@ -57,14 +57,10 @@ pub async fn run(
     for (backend, outcome) in futures::future::join_all(runs).await {
         match outcome {
             Ok(figures) => {
-                for (metric, v) in figures {
-                    report.record(
-                        ID,
-                        backend.name(),
-                        crate::peers::dlock_name(backend),
-                        metric,
-                        v,
-                    );
+                // NaN: not measured on this store (script calls off Redis).
+                for (metric, v) in figures.into_iter().filter(|(_, v)| !v.is_nan()) {
+                    let name = crate::peers::dlock_name(backend);
+                    report.record(ID, backend.name(), name, metric, v);
                 }
             }
             Err(e) => report.note(ID, format!("{}: {e:#}", backend.name())),
