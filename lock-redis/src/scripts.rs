@@ -10,7 +10,10 @@
 //! Every script checks what it finds first (the acquire script: whether
 //! the lock's key exists, then its TYPE if it does): a key of another
 //! type, or a hash field that is not a count, is someone else's data and is
-//! never written to (no WRONGTYPE error can reach the caller).
+//! left as it was (no WRONGTYPE error can reach the caller). One exception
+//! in form only: the acquire script with a proposed token sets the counter
+//! and reads the old value in one call, and puts back an old value that is
+//! not a number, within the same atomic script.
 
 use lock_core::{Error, FencingToken};
 use redis::{Script, Value};
