@@ -7,7 +7,7 @@ use crate::keepalive::KeepAlive;
 use crate::leases::{Lease, Leases};
 use crate::mutex::{Enqueued, Kv, Turn};
 use crate::names::{Names, lease_of};
-use crate::watch::{self, Deleted, Watches};
+use crate::watch::{self, Deleted, LossContext, Watches};
 use etcd_client::{Client, ConnectOptions, LeaseTimeToLiveOptions};
 use lock_core::{
     AcquireRequest, Backend, Capabilities, Error, FencingGuarantee, FencingToken, Grant, HoldInfo,
@@ -51,6 +51,7 @@ pub struct EtcdBackend {
     names: Names,
     kv: Kv,
     watches: Watches,
+    loss: Arc<LossContext>,
     client: Client,
     leases: Arc<Leases>,
     caps: Capabilities,
@@ -122,9 +123,15 @@ impl EtcdBackend {
             config.timeout,
             config.pool,
         );
+        let watches = Watches::start(client.watch_client(), endpoints.clone(), config.timeout);
+        let loss = Arc::new(LossContext {
+            watches: watches.clone(),
+            kv: kv.client.clone(),
+        });
         Ok(EtcdBackend {
             names: Names::new(config.prefix.clone()),
-            watches: Watches::start(client.watch_client(), endpoints.clone(), config.timeout),
+            watches,
+            loss,
             config,
             endpoints,
             kv,
@@ -228,13 +235,7 @@ impl EtcdBackend {
             return Ok(Err(()));
         };
         guard.armed = false;
-        let lost = watch::loss(
-            self.watches.clone(),
-            self.kv.client.clone(),
-            key.clone(),
-            rev,
-            releasing,
-        );
+        let lost = watch::loss(self.loss.clone(), key.clone(), rev, releasing);
         Ok(Ok(Some(grant(lease, rev, key, Box::pin(lost)))))
     }
 

@@ -412,6 +412,13 @@ pub(crate) async fn deleted(
     }
 }
 
+/// What every hold's loss signal needs, shared: one `Arc` clone per hold
+/// (cloning the clients per hold costs more than the rest of a grant).
+pub(crate) struct LossContext {
+    pub(crate) watches: Watches,
+    pub(crate) kv: KvClient,
+}
+
 /// How long a hold lives before its loss watch opens: most holds are
 /// shorter, and then cost no watch at all.
 pub(crate) const LOSS_WATCH_DELAY: Duration = Duration::from_millis(50);
@@ -424,8 +431,7 @@ pub(crate) const LOSS_WATCH_DELAY: Duration = Duration::from_millis(50);
 /// a watch cancelled by compaction is replaced after checking that the key
 /// still has revision `rev`.
 pub(crate) async fn loss(
-    watches: Watches,
-    kv: KvClient,
+    ctx: Arc<LossContext>,
     key: String,
     rev: i64,
     releasing: Arc<AtomicBool>,
@@ -437,7 +443,7 @@ pub(crate) async fn loss(
     let mut from = rev + 1;
     let mut backoff = Duration::from_millis(50);
     loop {
-        let mut watch = watches.deletions(&key, from);
+        let mut watch = ctx.watches.deletions(&key, from);
         loop {
             match watch.next().await {
                 Some(Note::Deleted) => {
@@ -458,7 +464,7 @@ pub(crate) async fn loss(
                         break;
                     }
                     // Compacted past `from`: is the key still ours?
-                    let mut kv = kv.clone();
+                    let mut kv = ctx.kv.clone();
                     if let Ok(got) = kv
                         .get(key.as_str(), Some(GetOptions::new().with_keys_only()))
                         .await
