@@ -228,7 +228,9 @@ mod tests {
         assert_eq!(c.endpoint_urls(), ["https://a:1"]);
         assert_eq!(c.ca_cert, Some("/ca.pem".into()));
         assert_eq!(c.client_cert, Some(("/c.pem".into(), "/c.key".into())));
-        let e = parse("etcd://a:1?tls=false&cacert=/ca.pem").unwrap_err().to_string();
+        let e = parse("etcd://a:1?tls=false&cacert=/ca.pem")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("tls=false"), "{e}");
     }
 }
