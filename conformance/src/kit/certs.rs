@@ -97,7 +97,9 @@ impl TestCerts {
             let cnf = format!("{name}.cnf");
             std::fs::write(
                 dir.path().join(&cnf),
-                format!("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n{ext}"),
+                format!(
+                    "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n{ext}"
+                ),
             )
             .map_err(|e| KitError::io("cannot write an openssl extension file", e))?;
             let mut req = vec!["req", "-new", "-subj", cn];

@@ -110,7 +110,12 @@ impl EtcdCluster {
                 &token,
             );
             if let Some((cert, key)) = &options.tls {
-                args.extend(["--cert-file".into(), cert.into(), "--key-file".into(), key.into()]);
+                args.extend([
+                    "--cert-file".into(),
+                    cert.into(),
+                    "--key-file".into(),
+                    key.into(),
+                ]);
                 if let Some(ca) = &options.client_ca {
                     args.extend([
                         "--client-cert-auth".into(),
@@ -171,7 +176,10 @@ impl EtcdCluster {
                 "/v3/auth/user/add",
                 format!(r#"{{"name":"root","password":"{quoted}"}}"#),
             ),
-            ("/v3/auth/user/grant", r#"{"user":"root","role":"root"}"#.to_owned()),
+            (
+                "/v3/auth/user/grant",
+                r#"{"user":"root","role":"root"}"#.to_owned(),
+            ),
             ("/v3/auth/enable", "{}".to_owned()),
         ];
         for (path, body) in steps {
