@@ -97,8 +97,8 @@ pub struct RunArgs {
     /// Lock + release pairs per subject per uncontended round.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(10..=1_000_000))]
     pub pairs: u32,
-    /// Seconds each concurrent measurement (hot key, many keys, scaling)
-    /// runs per subject per round.
+    /// Seconds each concurrent measurement (hot key, many keys) runs per
+    /// subject per round; scaling runs half of it per task count.
     #[arg(long, default_value_t = 2.0)]
     pub seconds: f64,
     /// Locks held at once in the many-holds scenario.
