@@ -31,6 +31,7 @@ pub async fn describe(targets: &Targets) -> Vec<(String, String)> {
         "load average at start (1, 5, 15 min)".into(),
         load_average(),
     ));
+    lines.push(("source".into(), source_version()));
     if let Some(url) = &targets.redis {
         lines.push(("redis (single)".into(), redis_version(url).await));
     }
@@ -81,4 +82,19 @@ async fn redis_version(url: &str) -> String {
         ),
         Err(e) => format!("unknown ({e})"),
     }
+}
+
+/// `git describe --always --dirty` of the working directory: which code was
+/// measured (`-dirty`: with uncommitted changes).
+fn source_version() -> String {
+    std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or_else(
+            || "unknown (no git)".into(),
+            |v| format!("git {}", v.trim()),
+        )
 }
