@@ -7,11 +7,22 @@
 //! until the task wakes anyway (its next timer), unless a command needs it
 //! sooner: a release to finish, or a hold whose first timer comes before the
 //! task's next wake-up.
+//!
+//! A hold released before the task took it is withdrawn from the inbox by
+//! its release ([`Inbox::withdraw`]): the task never hears of it, and its
+//! loss signal is dropped at once, so a signal that resolves or wakes on
+//! release (a channel closed by the store, a timer) costs no wake-up. The
+//! task still sets a timer by the first deadline any new hold asked for
+//! (withdrawn or not), so the holds that follow need not wake it either.
+//! And a loss signal that wakes before the task took its hold wakes the task
+//! only while the hold lasts.
 
+use crate::hold::Hold;
 use crate::scheduler::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::Wake;
+use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -29,6 +40,11 @@ pub(crate) enum Urgency {
 /// More lazy commands than this wake the task, to bound memory.
 const MAX_LAZY: usize = 1024;
 
+/// How many of the newest commands [`Inbox::withdraw`] looks through. A
+/// release mostly follows its own acquisition closely; a hold whose
+/// command is further back is untracked by a command instead.
+const WITHDRAW_SCAN: usize = 16;
+
 /// Commands for the renewal task, and its wake-up.
 pub(crate) struct Inbox {
     queue: Mutex<Vec<Command>>,
@@ -36,6 +52,12 @@ pub(crate) struct Inbox {
     /// When the task next wakes by itself, in ns after `base`; `u64::MAX`
     /// when it has no timer.
     next_wake: AtomicU64,
+    /// The earliest instant a new hold pushed since the task last took
+    /// the queue needs the task by, in ns after `base`; `u64::MAX` if none.
+    /// Kept when the hold is withdrawn: the task sets a timer by it, so
+    /// that the holds that follow (whose first timers come later) find it
+    /// awake by then and need not wake it.
+    wanted: AtomicU64,
     base: Instant,
     closed: AtomicBool,
 }
@@ -46,6 +68,7 @@ impl Inbox {
             queue: Mutex::new(Vec::new()),
             notify: Notify::new(),
             next_wake: AtomicU64::new(u64::MAX),
+            wanted: AtomicU64::new(u64::MAX),
             base: Instant::now(),
             closed: AtomicBool::new(false),
         })
@@ -65,6 +88,9 @@ impl Inbox {
         let len = {
             let mut q = self.queue();
             q.push(cmd);
+            if let Urgency::By(t) = urgency {
+                self.wanted.fetch_min(self.nanos(t), Ordering::SeqCst);
+            }
             q.len()
         };
         // Pairs with the fence in `publish`: either the task sees this
@@ -80,9 +106,30 @@ impl Inbox {
         }
     }
 
-    /// Takes every queued command.
-    pub(crate) fn take(&self) -> Vec<Command> {
-        std::mem::take(&mut *self.queue())
+    /// Takes every queued command, and the earliest instant a hold pushed
+    /// since the last take (withdrawn or not) needs the task by.
+    pub(crate) fn take(&self) -> (Vec<Command>, Option<Instant>) {
+        let mut q = self.queue();
+        let wanted = self.wanted.swap(u64::MAX, Ordering::SeqCst);
+        let cmds = std::mem::take(&mut *q);
+        drop(q);
+        let wanted = (wanted != u64::MAX).then(|| self.base + Duration::from_nanos(wanted));
+        (cmds, wanted)
+    }
+
+    /// Takes back hold `id`'s [`Command::Track`] if the task has not taken
+    /// it yet (looking through the newest commands only). The caller drops
+    /// it, after the queue's lock is released; `None` if it was not found,
+    /// and then the task must be told.
+    pub(crate) fn withdraw(&self, id: u64) -> Option<Command> {
+        let mut q = self.queue();
+        let back = q
+            .iter()
+            .rev()
+            .take(WITHDRAW_SCAN)
+            .position(|c| matches!(c, Command::Track(h, ..) if h.id == id))?;
+        let at = q.len() - 1 - back;
+        Some(q.remove(at))
     }
 
     /// The task says when it will next wake by itself; returns whether
@@ -109,17 +156,31 @@ impl Inbox {
         self.closed.load(Ordering::SeqCst)
     }
 
-    /// A waker for a hold's loss signal before the task has taken the hold:
-    /// it wakes the task, which then polls the signal itself.
-    pub(crate) fn waker(self: &Arc<Self>) -> std::task::Waker {
-        std::task::Waker::from(Arc::new(Nudge(self.clone())))
+    /// A waker for `hold`'s loss signal before the task has taken the
+    /// hold: it wakes the task, which then polls the signal itself, unless
+    /// the hold has ended (released or lost), when the signal no longer
+    /// matters.
+    pub(crate) fn waker(self: &Arc<Self>, hold: &Arc<Hold>) -> std::task::Waker {
+        std::task::Waker::from(Arc::new(Nudge {
+            inbox: self.clone(),
+            hold: Arc::downgrade(hold),
+        }))
     }
 }
 
-struct Nudge(Arc<Inbox>);
+struct Nudge {
+    inbox: Arc<Inbox>,
+    hold: Weak<Hold>,
+}
 
 impl Wake for Nudge {
     fn wake(self: Arc<Self>) {
-        self.0.notify.notify_one();
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.hold.upgrade().is_some_and(|h| !h.has_ended()) {
+            self.inbox.notify.notify_one();
+        }
     }
 }

@@ -229,9 +229,13 @@ impl LockerInner {
         let (signal, urgency): (Option<LossSignal>, _) = match signal {
             None => (None, Urgency::By(first)),
             Some(mut signal) => {
-                let waker = self.inbox.waker();
+                let waker = self.inbox.waker(&hold);
                 let mut cx = std::task::Context::from_waker(&waker);
-                match signal.as_mut().poll(&mut cx) {
+                // Outside the caller's cooperative budget: with the budget
+                // spent, a Tokio primitive in the signal would answer
+                // Pending and wake (the renewal task) at once.
+                let mut unbudgeted = tokio::task::coop::unconstrained(signal.as_mut());
+                match std::pin::Pin::new(&mut unbudgeted).poll(&mut cx) {
                     std::task::Poll::Ready(reason) => {
                         (Some(Box::pin(std::future::ready(reason))), Urgency::Now)
                     }
@@ -245,15 +249,27 @@ impl LockerInner {
     /// Ends a hold as lost, from a caller that learned it first.
     pub(crate) fn lose(&self, hold: &Hold, reason: crate::LossReason) {
         if hold.mark_lost(reason) {
-            self.send(Command::Untrack(hold.id));
+            self.untrack(hold);
             self.shared.forget(hold);
         }
     }
 
     /// The hold's last count is gone: stop renewing and forget it.
     pub(crate) fn ended(&self, hold: &Hold) {
-        self.send(Command::Untrack(hold.id));
+        self.untrack(hold);
         self.shared.forget(hold);
+    }
+
+    /// Stops renewing and watching an ended hold: takes its
+    /// [`Command::Track`] back if the renewal task has not taken it yet (and
+    /// drops its loss signal here), else tells the task when it next wakes.
+    /// Neither wakes the task.
+    fn untrack(&self, hold: &Hold) {
+        if let Some(track) = self.inbox.withdraw(hold.id) {
+            drop(track);
+        } else {
+            self.send(Command::Untrack(hold.id));
+        }
     }
 }
 
@@ -396,16 +412,17 @@ impl Locker {
         let slot = slot_use.slot.clone().expect("set above");
         // One acquisition per (key, owner) at a time, so that a re-entry
         // sees the hold the first acquisition made.
-        let _turn = match wait {
-            Wait::No => match slot.turn.try_lock() {
+        // A free turn is taken without awaiting: awaiting even a free
+        // Tokio mutex spends the task's cooperative budget, and a spent
+        // budget makes the caller yield to the runtime.
+        let _turn = match (slot.turn.try_lock(), wait) {
+            (Ok(turn), _) => turn,
+            (Err(_), Wait::No) => return Ok(None),
+            (Err(_), Wait::Until(t)) => match tokio::time::timeout_at(t, slot.turn.lock()).await {
                 Ok(turn) => turn,
                 Err(_) => return Ok(None),
             },
-            Wait::Until(t) => match tokio::time::timeout_at(t, slot.turn.lock()).await {
-                Ok(turn) => turn,
-                Err(_) => return Ok(None),
-            },
-            Wait::Forever => slot.turn.lock().await,
+            (Err(_), Wait::Forever) => slot.turn.lock().await,
         };
 
         let current = lock(&slot.hold).clone();

@@ -63,6 +63,9 @@ struct Scheduler {
     renewals: FuturesUnordered<BoxFuture<'static, RenewDone>>,
     releases: FuturesUnordered<BoxFuture<'static, ()>>,
     losses: FuturesUnordered<BoxFuture<'static, Option<(u64, LossReason)>>>,
+    /// A wake-up new holds asked for (see [`Inbox`]), besides the timers
+    /// of the holds tracked.
+    horizon: Option<Instant>,
 }
 
 pub(crate) async fn run(shared: Arc<Shared>, inbox: Arc<Inbox>) {
@@ -74,23 +77,23 @@ pub(crate) async fn run(shared: Arc<Shared>, inbox: Arc<Inbox>) {
         renewals: FuturesUnordered::new(),
         releases: FuturesUnordered::new(),
         losses: FuturesUnordered::new(),
+        horizon: None,
     };
     loop {
-        for cmd in inbox.take() {
-            s.command(cmd);
-        }
+        s.take(&inbox);
         if inbox.is_closed() && s.releases.is_empty() && s.tracked.is_empty() {
             // Every locker handle and guard is gone and every background
             // release has finished.
-            if inbox.take().is_empty() {
-                return;
+            if s.take(&inbox) {
+                continue;
             }
-            continue;
+            return;
         }
         let next = [s.renew_at.first(), s.deadlines.first()]
             .into_iter()
             .flatten()
             .map(|&(t, _)| t)
+            .chain(s.horizon)
             .min();
         if inbox.publish(next) {
             continue;
@@ -114,6 +117,20 @@ fn far_future() -> Instant {
 }
 
 impl Scheduler {
+    /// Takes and carries out the queued commands; returns whether there
+    /// were any.
+    fn take(&mut self, inbox: &Inbox) -> bool {
+        let (cmds, wanted) = inbox.take();
+        if let Some(w) = wanted {
+            self.horizon = Some(self.horizon.map_or(w, |h| h.min(w)));
+        }
+        let any = !cmds.is_empty();
+        for cmd in cmds {
+            self.command(cmd);
+        }
+        any
+    }
+
     fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Track(hold, signal, sent) => self.track(hold, signal, sent),
@@ -135,12 +152,28 @@ impl Scheduler {
     }
 
     fn track(&mut self, hold: Arc<Hold>, signal: Option<LossSignal>, sent: Instant) {
+        if hold.has_ended() {
+            // Released or lost before this task took it: whoever ended it
+            // has untracked it already.
+            return;
+        }
         let id = hold.id;
-        let loss_watch = signal.map(|signal| {
+        let loss_watch = signal.map(|mut signal| {
             let (handle, registration) = AbortHandle::new_pair();
-            let watched = Abortable::new(signal, registration);
-            self.losses
-                .push(Box::pin(async move { watched.await.ok().map(|r| (id, r)) }));
+            // A signal that wakes after its hold ended (released, its
+            // untracking not taken yet) is not polled again: polling it
+            // could start work for nothing (a store watch).
+            let ended = hold.clone();
+            let guarded = futures::future::poll_fn(move |cx| {
+                if ended.has_ended() {
+                    return std::task::Poll::Ready(None);
+                }
+                signal.as_mut().poll(cx).map(Some)
+            });
+            let watched = Abortable::new(guarded, registration);
+            self.losses.push(Box::pin(async move {
+                watched.await.ok().flatten().map(|r| (id, r))
+            }));
             handle
         });
         let deadline = hold.deadline();
@@ -210,6 +243,9 @@ impl Scheduler {
 
     fn timers(&mut self) {
         let now = Instant::now();
+        if self.horizon.is_some_and(|h| h <= now) {
+            self.horizon = None;
+        }
         while let Some(&(at, id)) = self.deadlines.first() {
             if at > now {
                 break;

@@ -94,6 +94,42 @@ async fn unreachable_store_loses_the_hold_at_the_deadline() {
     store.set_unavailable(false);
 }
 
+/// Holds released before the renewal task took them never reach it, and
+/// do not wake it; a hold that follows them is still renewed and watched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_after_short_ones_is_renewed_and_watched() {
+    let (store, backend, locker) = store_and_locker(Duration::from_millis(300));
+    for _ in 0..200 {
+        let g = locker.lock("k").await.unwrap();
+        let lost = g.lost();
+        g.release().await.unwrap();
+        // A released hold never reports a loss.
+        assert!(timeout(Duration::ZERO, lost).await.is_err());
+    }
+    let g = locker.lock("k").await.unwrap();
+    sleep(Duration::from_millis(1000)).await;
+    assert!(g.is_held(), "not renewed");
+    assert!(locker.try_lock("k").await.unwrap().is_none());
+    assert!(store.delete_hold(&backend.name(g.key())));
+    let reason = timeout(Duration::from_secs(1), g.lost()).await.unwrap();
+    assert!(matches!(reason, LossReason::Gone(_)), "{reason:?}");
+}
+
+#[tokio::test]
+async fn a_store_deletion_right_after_the_grant_is_reported() {
+    let (store, backend, locker) = store_and_locker(Duration::from_secs(10));
+    for _ in 0..3 {
+        locker.lock("k").await.unwrap().release().await.unwrap();
+    }
+    let g = locker.lock("k").await.unwrap();
+    // The renewal task has not run since the grant: the loss comes
+    // through the signal the locker polled.
+    assert!(store.delete_hold(&backend.name(g.key())));
+    let reason = timeout(Duration::from_secs(1), g.lost()).await.unwrap();
+    assert!(matches!(reason, LossReason::Gone(_)), "{reason:?}");
+    assert!(!g.is_held());
+}
+
 #[tokio::test]
 async fn dropped_guard_releases_in_the_background() {
     let (store, _, locker) = store_and_locker(Duration::from_secs(10));
