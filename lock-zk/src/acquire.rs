@@ -18,7 +18,7 @@
 use crate::backend::Inner;
 use crate::error::{is_connection, is_session_over, to_error};
 use crate::held::delete_until_gone;
-use crate::path::{contenders, lock_dir, node_prefix};
+use crate::path::{contenders, lock_dir, node_prefix, sequence};
 use crate::session::Session;
 use lock_core::{AcquireRequest, Grant, Result, Wait};
 use std::sync::Arc;
@@ -170,6 +170,13 @@ async fn attempt(
     let (name, created) = create(inner, client, dir, &prefix, req, Some(first_create)).await?;
     cleanup.name = Some(name.clone());
     let own = format!("{dir}/{name}");
+    // Sequence 0: the lock node had never had a child when ours was made
+    // (the sequence is the parent's count of child creations and
+    // deletions), so every other contender came after ours: ours is first,
+    // without a listing. (A lock node made just now, as for a fresh key.)
+    if listed.is_none() && sequence(&name) == Some(0) {
+        listed = Some(vec![name.clone()]);
+    }
     loop {
         let children = match listed.take() {
             Some(c) => c,
@@ -281,7 +288,27 @@ async fn create(
                 let czxid = (stat.czxid > 0).then_some(stat.czxid);
                 return Ok((format!("{prefix}{seq}"), czxid));
             }
-            Err(zk::Error::NoNode) => make_dir(inner, client, dir).await?,
+            // No lock node: create it (a container) and the child again,
+            // both sent before either answer is awaited: the server
+            // applies a session's requests in order, so one round trip.
+            Err(zk::Error::NoNode) => {
+                let container = zk::CreateMode::Container.with_acls(zk::Acls::anyone_all());
+                let parent = client.create(dir, &[], &container);
+                let child = client.create(&path, data, &mode);
+                let parent = parent.await;
+                // The child's answer is looked at in any case: after a
+                // connection loss it may have been applied.
+                let child = child.await;
+                match parent {
+                    Ok(_) | Err(zk::Error::NodeExists) => {}
+                    // The base path is missing too: the child was not made.
+                    Err(zk::Error::NoNode) => make_dir(inner, client, dir).await?,
+                    Err(e) if is_connection(&e) => {}
+                    Err(e) if child == Err(zk::Error::NoNode) => return Err(e),
+                    Err(_) => {}
+                }
+                first = Some(child);
+            }
             Err(e) if is_connection(&e) => {
                 // The create may have been applied: find it by its unique
                 // prefix before trying again.

@@ -21,6 +21,15 @@ use zookeeper_client as zk;
 /// it; session timeouts are whole ticks.
 pub const TICK: Duration = Duration::from_millis(200);
 
+/// How many bytes (of request or answer, whichever is larger, estimated)
+/// one multi-read of a renewal carries at most: far below the 1 MiB both
+/// the server (`jute.maxbuffer`) and the client accept in one packet.
+const RENEW_CHUNK_BYTES: usize = 256 * 1024;
+
+/// The bytes one read of a multi-read costs besides the node's path and
+/// data: the op's header and the answer's stat, rounded up.
+const READ_OVERHEAD: usize = 128;
+
 /// What the `zk://` backend guarantees (see the crate docs' table).
 pub fn capabilities() -> Capabilities {
     let mut caps = Capabilities::new("zk");
@@ -159,10 +168,12 @@ impl Backend for ZkBackend {
         acquire(&self.inner, req).await
     }
 
-    /// A `sync`, then one `exists` per hold, all sent before any answer is
-    /// awaited (one round trip, plus the follower's catching up with the
-    /// leader): a hold is renewed if its node is still there, created by
-    /// our live session with the hold's zxid.
+    /// A `sync` per session, then the holds' nodes read in a few
+    /// multi-reads (one request per [`RENEW_CHUNK_BYTES`] of reads), all
+    /// sent before any answer is awaited (one round trip, plus the
+    /// follower's catching up with the leader): a hold is renewed if its
+    /// node is still there, created by our live session with the hold's
+    /// zxid.
     ///
     /// # Cancel safety
     /// Read-only in the store; safe to drop.
@@ -182,7 +193,9 @@ impl Backend for ZkBackend {
         // A follower may lag behind the leader, and a renewal must not
         // confirm a node the ensemble has already deleted: a `sync` first
         // (once per session), so that the reads after it, on the same
-        // session, see every write committed before. Each call sends its
+        // session, see every write committed before. The reads go in
+        // multi-reads (one request for many nodes; a missing node is an
+        // error of its own op, not of the request). Each call sends its
         // request at once, in order; the answers come in one trip.
         let mut sessions: Vec<&Arc<crate::session::Session>> = Vec::new();
         for n in nodes.iter().flatten() {
@@ -190,27 +203,84 @@ impl Backend for ZkBackend {
                 sessions.push(&n.session);
             }
         }
-        let synced: Vec<_> = sessions
-            .iter()
-            .map(|s| {
-                // Called here, so the sync leaves before the reads below.
-                let sync = s.client.sync("/");
-                async move { (s.id, sync.await) }
-            })
-            .collect();
-        let asked: Vec<_> = nodes
-            .iter()
-            .map(|n| n.as_ref().map(|n| n.session.client.check_stat(&n.path)))
-            .collect();
-        let (synced, answers) = futures::join!(
-            join_all(synced),
-            join_all(asked.into_iter().map(|a| async move {
-                match a {
-                    Some(f) => Some(f.await),
-                    None => None,
+        let mut synced = Vec::with_capacity(sessions.len());
+        // Per session: the multi-reads, each with the indexes (into
+        // `nodes`) of the holds it reads.
+        let mut reads = Vec::new();
+        for session in &sessions {
+            // Called here, so the sync leaves before the reads below.
+            let sync = session.client.sync("/");
+            synced.push(async move { (session.id, sync.await) });
+            let mut reader = session.client.new_multi_reader();
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            for (i, (node, hold)) in nodes.iter().zip(holds).enumerate() {
+                let Some(node) = node.as_ref().filter(|n| n.session.id == session.id) else {
+                    continue;
+                };
+                let cost = READ_OVERHEAD + node.path.len() + hold.owner.as_str().len();
+                if !batch.is_empty() && bytes + cost > RENEW_CHUNK_BYTES {
+                    reads.push((std::mem::take(&mut batch), reader.commit()));
+                    bytes = 0;
                 }
-            }))
+                match reader.add_get_data(&node.path) {
+                    Ok(()) => {
+                        batch.push(i);
+                        bytes += cost;
+                    }
+                    // Cannot happen for a path we created.
+                    Err(e) => {
+                        tracing::warn!(path = %node.path, error = %e, "cannot read a lock node")
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                reads.push((batch, reader.commit()));
+            }
+        }
+        let (synced, read) = futures::join!(
+            join_all(synced),
+            join_all(
+                reads
+                    .into_iter()
+                    .map(|(batch, answer)| async move { (batch, answer.await) })
+            )
         );
+        let mut answers: Vec<Option<Result<Option<zk::Stat>, zk::Error>>> =
+            nodes.iter().map(|_| None).collect();
+        for (batch, answer) in read {
+            match answer {
+                Ok(results) if results.len() == batch.len() => {
+                    for (i, result) in batch.into_iter().zip(results) {
+                        answers[i] = Some(match result {
+                            zk::MultiReadResult::Data { stat, .. } => Ok(Some(stat)),
+                            zk::MultiReadResult::Error {
+                                err: zk::Error::NoNode,
+                            } => Ok(None),
+                            zk::MultiReadResult::Error { err } => Err(err),
+                            _ => Err(zk::Error::UnexpectedError(
+                                "a multi-read answered a read of data with children".into(),
+                            )),
+                        });
+                    }
+                }
+                Ok(results) => {
+                    let e = zk::Error::UnexpectedError(format!(
+                        "a multi-read of {} nodes answered {}",
+                        batch.len(),
+                        results.len()
+                    ));
+                    for i in batch {
+                        answers[i] = Some(Err(e.clone()));
+                    }
+                }
+                Err(e) => {
+                    for i in batch {
+                        answers[i] = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
         // A failed sync makes its session's reads unconfirmed.
         let answers: Vec<_> = answers
             .into_iter()

@@ -1,0 +1,147 @@
+//! What the backend costs the store, in requests, on a real standalone
+//! server (its `zk_packets_received` from `mntr`, which counts every
+//! request a client sends, pings included): lock + release on fresh keys
+//! sends no more than zookeeper-client's own Curator-style lock recipe,
+//! and one renewal of many watched holds sends a handful of requests, not
+//! one per hold.
+
+mod common;
+
+use lock_core::{AcquireRequest, Backend, HoldInfo, Key, Locker, Owner, Ttl, Wait};
+use lock_zk::{ZkBackend, zk};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::sleep;
+
+/// Long, so that no session ping falls inside a measurement (pings go at a
+/// third of the session timeout).
+const TTL: Duration = Duration::from_secs(60);
+
+async fn packets(fx: &common::ZkFixture) -> u64 {
+    let mntr = fx
+        .ensemble()
+        .server(0)
+        .four_letter_word("mntr")
+        .await
+        .expect("mntr");
+    mntr.lines()
+        .find_map(|l| l.strip_prefix("zk_packets_received\t"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no zk_packets_received in {mntr:?}"))
+}
+
+/// The requests `f` makes the server receive: the packets counted around
+/// it, less those counted around nothing (`mntr` counts itself).
+async fn count<F: Future<Output = ()>>(fx: &common::ZkFixture, f: F) -> u64 {
+    let before = packets(fx).await;
+    let idle = packets(fx).await - before;
+    let before = packets(fx).await;
+    f.await;
+    (packets(fx).await - before).saturating_sub(idle)
+}
+
+#[test]
+fn fresh_keys_cost_no_more_requests_than_the_recipe() {
+    common::run(async {
+        let fx = common::standalone().await;
+        const PAIRS: u64 = 20;
+        let run = uuid::Uuid::new_v4();
+
+        let backend = Arc::new(fx.direct_backend(TTL).await.unwrap());
+        let locker = Locker::builder(backend.clone()).ttl(TTL).build().unwrap();
+        // The base path exists from here on, as in any long-lived process.
+        locker
+            .lock(&format!("warm-{run}"))
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+        let ours = count(&fx, async {
+            for i in 0..PAIRS {
+                let guard = locker.lock(&format!("fresh-{run}-{i}")).await.unwrap();
+                guard.release().await.unwrap();
+            }
+        })
+        .await;
+
+        let client = zk::Client::connector()
+            .with_session_timeout(TTL)
+            .connect(&fx.ensemble().connect_string())
+            .await
+            .unwrap();
+        let recipe = |dir: String| {
+            let client = &client;
+            async move {
+                let prefix = zk::LockPrefix::new_curator(&dir, "lock-").unwrap();
+                let options = zk::LockOptions::new(zk::Acls::anyone_all())
+                    .with_ancestor_options(
+                        zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+                    )
+                    .unwrap();
+                let lock = client.lock(prefix, b"", options).await.unwrap();
+                let path = lock.lock_path().to_owned();
+                std::mem::forget(lock);
+                client.delete(&path, None).await.unwrap();
+            }
+        };
+        recipe(format!("/recipe-{run}/warm")).await;
+        let theirs = count(&fx, async {
+            for i in 0..PAIRS {
+                recipe(format!("/recipe-{run}/fresh-{i}")).await;
+            }
+        })
+        .await;
+        println!(
+            "requests per lock + release on a fresh key: lock-zk {:.2}, recipe {:.2}",
+            ours as f64 / PAIRS as f64,
+            theirs as f64 / PAIRS as f64
+        );
+        assert!(
+            ours <= theirs,
+            "lock-zk sent {ours} requests for {PAIRS} pairs, the recipe {theirs}"
+        );
+    });
+}
+
+#[test]
+fn a_renewal_of_watched_holds_costs_a_few_requests() {
+    common::run(async {
+        let fx = common::standalone().await;
+        const HOLDS: usize = 300;
+        let run = uuid::Uuid::new_v4();
+        let backend: ZkBackend = fx.direct_backend(TTL).await.unwrap();
+        let owner = Owner::new("renewal-counter").unwrap();
+        let mut holds = Vec::new();
+        for i in 0..HOLDS {
+            let key = Key::new(format!("renew-{run}-{i}")).unwrap();
+            let req = AcquireRequest {
+                key: key.clone(),
+                owner: owner.clone(),
+                ttl: Ttl::new(TTL).unwrap(),
+                wait: Wait::No,
+            };
+            let grant = backend.acquire(&req).await.unwrap().expect("a free key");
+            holds.push(Arc::new(HoldInfo {
+                key,
+                owner: owner.clone(),
+                token: grant.token,
+                ttl: grant.ttl,
+                handle: grant.handle,
+            }));
+        }
+        // Let the watcher set its watches (and answer them) first.
+        sleep(Duration::from_secs(1)).await;
+        let sent = count(&fx, async {
+            for answer in backend.renew(&holds).await {
+                answer.unwrap();
+            }
+        })
+        .await;
+        println!("requests for one renewal of {HOLDS} watched holds: {sent}");
+        assert!(
+            sent <= 4,
+            "one renewal of {HOLDS} watched holds sent {sent} requests"
+        );
+    });
+}
