@@ -145,3 +145,66 @@ fn a_renewal_of_watched_holds_costs_a_few_requests() {
         );
     });
 }
+
+/// Holds of fresh keys granted by `backend` to one owner, as the locker
+/// passes them back to renewals.
+async fn hold_many(backend: &ZkBackend, name: &str, n: usize) -> Vec<Arc<HoldInfo>> {
+    let run = uuid::Uuid::new_v4();
+    let owner = Owner::new(name).unwrap();
+    let mut holds = Vec::new();
+    for i in 0..n {
+        let key = Key::new(format!("{name}-{run}-{i}")).unwrap();
+        let req = AcquireRequest {
+            key: key.clone(),
+            owner: owner.clone(),
+            ttl: Ttl::new(TTL).unwrap(),
+            wait: Wait::No,
+        };
+        let grant = backend.acquire(&req).await.unwrap().expect("a free key");
+        holds.push(Arc::new(HoldInfo {
+            key,
+            owner: owner.clone(),
+            token: grant.token,
+            ttl: grant.ttl,
+            handle: grant.handle,
+        }));
+    }
+    holds
+}
+
+#[test]
+fn a_renewal_never_confirms_a_deleted_node() {
+    common::run(async {
+        let fx = common::standalone().await;
+        let backend: ZkBackend = fx.direct_backend(TTL).await.unwrap();
+        let admin = fx.admin().await;
+        // Young holds (not watched yet, so the renewal's reads are what
+        // finds out) and watched ones, each batch with some of its nodes
+        // deleted behind the backend's back.
+        for (name, settle) in [("young", None), ("watched", Some(Duration::from_secs(1)))] {
+            let holds = hold_many(&backend, name, 6).await;
+            if let Some(settle) = settle {
+                sleep(settle).await;
+            }
+            let deleted = [1, 2, 5];
+            let deletes: Vec<_> = deleted
+                .iter()
+                .map(|&i| admin.delete(&holds[i].handle, None))
+                .collect();
+            for d in futures::future::join_all(deletes).await {
+                d.unwrap();
+            }
+            let answers = backend.renew(&holds).await;
+            for (i, answer) in answers.iter().enumerate() {
+                if deleted.contains(&i) {
+                    assert!(
+                        matches!(answer, Err(lock_core::Error::NotHeld { .. })),
+                        "{name} hold {i}: its node was deleted, yet the renewal answered {answer:?}"
+                    );
+                } else {
+                    assert!(answer.is_ok(), "{name} hold {i}: {answer:?}");
+                }
+            }
+        }
+    });
+}
