@@ -1,7 +1,11 @@
 //! Taking a lock: Curator's `InterProcessMutex` recipe.
 //!
 //! 1. Create an ephemeral sequential node `_c_<uuid>-lock-` under the
-//!    key's lock node (creating that as a container node if need be). If
+//!    key's lock node (creating that as a container node if need be: sent
+//!    just before, in the same round trip, unless the backend has seen the
+//!    lock node lately; Curator and zookeeper-client's recipe try the
+//!    create first and make the parent after a "no node", two round trips
+//!    more). If
 //!    the connection breaks during the create, look for a child starting
 //!    with `_c_<uuid>-` before creating again, so one attempt never makes
 //!    two nodes.
@@ -160,14 +164,29 @@ async fn attempt(
     let path = format!("{dir}/{prefix}");
     let mode = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
     let data = req.owner.as_str().as_bytes();
-    let (first_create, first_list) =
-        futures::join!(client.create(&path, data, &mode), client.list_children(dir));
+    // A lock node not known to exist is created first, in the same trip
+    // (a fresh key: lock node, node and listing in one round trip). Its
+    // answer is not needed: the create's answer says whether it is there.
+    let parent = (!inner.lock_nodes.known(dir)).then(|| {
+        let container = zk::CreateMode::Container.with_acls(zk::Acls::anyone_all());
+        client.create(dir, &[], &container)
+    });
+    let (_, first_create, first_list) = futures::join!(
+        async {
+            if let Some(parent) = parent {
+                let _ = parent.await;
+            }
+        },
+        client.create(&path, data, &mode),
+        client.list_children(dir)
+    );
     // A listing is only good after our create succeeded.
     let mut listed = first_create
         .is_ok()
         .then_some(first_list)
         .and_then(|l| l.ok());
     let (name, created) = create(inner, client, dir, &prefix, req, Some(first_create)).await?;
+    inner.lock_nodes.exists(dir);
     cleanup.name = Some(name.clone());
     let own = format!("{dir}/{name}");
     // Sequence 0: the lock node had never had a child when ours was made
@@ -292,6 +311,7 @@ async fn create(
             // both sent before either answer is awaited: the server
             // applies a session's requests in order, so one round trip.
             Err(zk::Error::NoNode) => {
+                inner.lock_nodes.gone(dir);
                 let container = zk::CreateMode::Container.with_acls(zk::Acls::anyone_all());
                 let parent = client.create(dir, &[], &container);
                 let child = client.create(&path, data, &mode);

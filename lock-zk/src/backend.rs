@@ -46,7 +46,47 @@ pub(crate) struct Inner {
     pub(crate) sessions: Sessions,
     pub(crate) holds: Arc<Holds>,
     pub(crate) base: String,
+    /// Lock nodes this backend has seen exist lately (see [`LockNodes`]).
+    pub(crate) lock_nodes: LockNodes,
     caps: Capabilities,
+}
+
+/// How many lock nodes [`LockNodes`] remembers at most (it forgets all of
+/// them past that).
+const KNOWN_LOCK_NODES: usize = 4096;
+
+/// The lock nodes (parents of contenders) this backend last saw exist: an
+/// attempt on one of them sends its create and listing alone; on any other
+/// it sends the lock node's create first, in the same round trip. Only a
+/// hint: a lock node forgotten or wrongly remembered costs a request (a
+/// create that finds the node there) or a round trip (a create that finds
+/// it gone, after which it is made again), never correctness.
+#[derive(Debug, Default)]
+pub(crate) struct LockNodes(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl LockNodes {
+    fn set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `dir` was seen to exist lately.
+    pub(crate) fn known(&self, dir: &str) -> bool {
+        self.set().contains(dir)
+    }
+
+    /// `dir` exists (a child was just created in it).
+    pub(crate) fn exists(&self, dir: &str) {
+        let mut set = self.set();
+        if set.len() >= KNOWN_LOCK_NODES && !set.contains(dir) {
+            set.clear();
+        }
+        set.insert(dir.to_owned());
+    }
+
+    /// `dir` is gone (a create in it found no such node).
+    pub(crate) fn gone(&self, dir: &str) {
+        self.set().remove(dir);
+    }
 }
 
 /// Locks in a ZooKeeper ensemble, in Curator's `InterProcessMutex` layout,
@@ -92,6 +132,7 @@ impl ZkBackend {
                 sessions,
                 holds,
                 base,
+                lock_nodes: LockNodes::default(),
                 caps: capabilities(),
             }),
         })
