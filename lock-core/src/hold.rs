@@ -7,7 +7,7 @@ use crate::{HoldInfo, LossReason};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -18,6 +18,8 @@ struct State {
     deadline: Instant,
     /// Set once: the hold was released (count 0) or lost.
     ended: bool,
+    /// Why it was lost, if it ended that way.
+    lost: Option<LossReason>,
 }
 
 /// A hold's shared state.
@@ -28,7 +30,8 @@ pub(crate) struct Hold {
     /// Whether the scheduler renews it (else only its deadline is watched).
     pub(crate) renew: bool,
     state: Mutex<State>,
-    lost: watch::Sender<Option<LossReason>>,
+    /// Wakes the `lost()` futures when the hold is lost.
+    lost: Notify,
 }
 
 /// The result of taking one count off a hold locally.
@@ -52,8 +55,9 @@ impl Hold {
                 count: 1,
                 deadline,
                 ended: false,
+                lost: None,
             }),
-            lost: watch::Sender::new(None),
+            lost: Notify::new(),
         })
     }
 
@@ -128,10 +132,11 @@ impl Hold {
         s.ended = true;
         s.count = 0;
         tracing::warn!(key = %self.info.key, owner = %self.info.owner, token = %self.info.token, %reason, "lock lost");
-        // Resolve `lost()` before anyone can see `is_held() == false`
-        // through this state: the two never disagree.
-        self.lost.send_replace(Some(reason));
+        // The reason is set together with `ended`: whoever sees
+        // `is_held() == false` through this state sees `lost()` resolved.
+        s.lost = Some(reason);
         drop(s);
+        self.lost.notify_waiters();
         true
     }
 
@@ -141,15 +146,25 @@ impl Hold {
 
     /// Resolves when the hold is lost; never resolves for a hold released
     /// normally.
-    pub(crate) fn lost(&self) -> impl std::future::Future<Output = LossReason> + Send + 'static {
-        let mut rx = self.lost.subscribe();
+    pub(crate) fn lost(
+        self: &Arc<Self>,
+    ) -> impl std::future::Future<Output = LossReason> + Send + 'static {
+        let hold = self.clone();
         async move {
-            let seen = rx.wait_for(|r| r.is_some()).await.map(|r| r.clone());
-            match seen {
-                Ok(r) => r.unwrap_or(LossReason::DeadlinePassed),
-                // The sender lives in the hold, which this future does not
-                // keep alive; if it is gone, the hold is gone.
-                Err(_) => std::future::pending().await,
+            loop {
+                let mut notified = std::pin::pin!(hold.lost.notified());
+                // Registered before looking, so a loss in between wakes it.
+                notified.as_mut().enable();
+                let (reason, ended) = {
+                    let s = hold.state();
+                    (s.lost.clone(), s.ended)
+                };
+                match reason {
+                    Some(reason) => return reason,
+                    // Released: it can no longer be lost.
+                    None if ended => return std::future::pending().await,
+                    None => notified.await,
+                }
             }
         }
     }

@@ -111,7 +111,10 @@ impl Owner {
     /// A fresh owner id, unique across processes and machines (a random
     /// UUID, like the client id Redisson and Curator put in theirs).
     pub fn random() -> Self {
-        Owner(Arc::from(uuid::Uuid::new_v4().to_string()))
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        Owner(Arc::from(
+            &*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text),
+        ))
     }
 
     /// The owner id as given.

@@ -280,17 +280,26 @@ impl Drop for LockerInner {
 }
 
 /// Removes the table entry on every way out of an acquisition, including
-/// cancellation.
+/// cancellation, unless the acquisition made a hold that still lasts.
 struct SlotUse<'a> {
     shared: &'a Shared,
     key: &'a Key,
     owner: &'a Owner,
     slot: Option<Arc<Slot>>,
+    /// The hold this acquisition put in the slot.
+    made: Option<Arc<Hold>>,
 }
 
 impl Drop for SlotUse<'_> {
     fn drop(&mut self) {
+        // Every other reference this acquisition had to the slot is gone by
+        // now. A hold that ends from here on is removed by whoever ends it
+        // (`Shared::forget` then finds the slot unused); one that ended
+        // before this look is removed here.
         self.slot = None;
+        if self.made.take().is_some_and(|h| !h.has_ended()) {
+            return;
+        }
         self.shared.forget_idle(self.key, self.owner);
     }
 }
@@ -408,6 +417,7 @@ impl Locker {
             key: &key,
             owner: &owner,
             slot: Some(shared.slot(&key, &owner)),
+            made: None,
         };
         let slot = slot_use.slot.clone().expect("set above");
         // One acquisition per (key, owner) at a time, so that a re-entry
@@ -430,6 +440,7 @@ impl Locker {
             match shared.backend.reenter(&hold.info, hold.count() + 1).await {
                 Ok(()) if hold.add_count() => {
                     tracing::debug!(key = %key, owner = %owner, count = hold.count(), "re-entered");
+                    slot_use.made = Some(hold.clone());
                     return Ok(Some(LockGuard::new(self.inner.clone(), hold)));
                 }
                 // Lost while re-entering: start a new hold below.
@@ -484,7 +495,7 @@ impl Locker {
             *lock(&slot.hold) = Some(hold.clone());
             self.inner.track(hold.clone(), grant.lost, grant.valid_from);
             tracing::debug!(key = %key, owner = %owner, token = %hold.info.token, "acquired");
-            slot_use.slot = None;
+            slot_use.made = Some(hold.clone());
             return Ok(Some(LockGuard::new(self.inner.clone(), hold)));
         }
     }
