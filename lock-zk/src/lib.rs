@@ -68,8 +68,10 @@
 //!
 //! Renewal confirms the session is alive and the node is still there (a
 //! `sync`, so that a lagging follower cannot confirm a node the ensemble
-//! already deleted, then one `exists` per hold, all pipelined in one round
-//! trip; ZooKeeper does not make `sync` + read strictly linearizable across
+//! already deleted, then the holds' nodes read in multi-reads of up to
+//! 256 KiB each, about a thousand nodes per request with short keys, all
+//! pipelined in one round trip: the requests of a renewal grow with the
+//! batch divided by that, not with the batch; ZooKeeper does not make `sync` + read strictly linearizable across
 //! a leader change, which the drift margin and the session timeout cover in
 //! practice). A hold whose
 //! renewal stops (renewal off, or a connection that stays down) is lost
