@@ -210,7 +210,7 @@ impl Backend for ZkBackend {
     }
 
     /// A `sync` per session, then the holds' nodes read in a few
-    /// multi-reads (one request per [`RENEW_CHUNK_BYTES`] of reads), all
+    /// multi-reads (one request per 256 KiB of reads), all
     /// sent before any answer is awaited (one round trip, plus the
     /// follower's catching up with the leader): a hold is renewed if its
     /// node is still there, created by our live session with the hold's
