@@ -1,9 +1,10 @@
 //! What the backend costs the store, in requests, on a real standalone
 //! server (its `zk_packets_received` from `mntr`, which counts every
-//! request a client sends, pings included): lock + release on fresh keys
-//! sends no more than zookeeper-client's own Curator-style lock recipe,
-//! and one renewal of many watched holds sends a handful of requests, not
-//! one per hold.
+//! request a client sends, pings included): lock + release, on fresh keys
+//! and on one key again and again, sends no more than zookeeper-client's
+//! own Curator-style lock recipe; one renewal of many holds sends a handful
+//! of requests, not one per hold; and a renewal never confirms a node
+//! deleted behind the backend's back.
 
 mod common;
 
@@ -99,7 +100,32 @@ fn fresh_keys_cost_no_more_requests_than_the_recipe() {
         );
         assert!(
             ours <= theirs,
-            "lock-zk sent {ours} requests for {PAIRS} pairs, the recipe {theirs}"
+            "fresh keys: lock-zk sent {ours} requests for {PAIRS} pairs, the recipe {theirs}"
+        );
+
+        // One key again and again (its lock node stays: a contender is
+        // created in it as the last one goes).
+        let ours = count(&fx, async {
+            for _ in 0..PAIRS {
+                let guard = locker.lock(&format!("fresh-{run}-0")).await.unwrap();
+                guard.release().await.unwrap();
+            }
+        })
+        .await;
+        let theirs = count(&fx, async {
+            for _ in 0..PAIRS {
+                recipe(format!("/recipe-{run}/fresh-0")).await;
+            }
+        })
+        .await;
+        println!(
+            "requests per lock + release on one key: lock-zk {:.2}, recipe {:.2}",
+            ours as f64 / PAIRS as f64,
+            theirs as f64 / PAIRS as f64
+        );
+        assert!(
+            ours <= theirs,
+            "one key: lock-zk sent {ours} requests for {PAIRS} pairs, the recipe {theirs}"
         );
     });
 }
@@ -149,11 +175,22 @@ fn a_renewal_of_watched_holds_costs_a_few_requests() {
 /// Holds of fresh keys granted by `backend` to one owner, as the locker
 /// passes them back to renewals.
 async fn hold_many(backend: &ZkBackend, name: &str, n: usize) -> Vec<Arc<HoldInfo>> {
+    hold_many_padded(backend, name, n, 0).await
+}
+
+/// As [`hold_many`], with keys and owner `pad` bytes longer.
+async fn hold_many_padded(
+    backend: &ZkBackend,
+    name: &str,
+    n: usize,
+    pad: usize,
+) -> Vec<Arc<HoldInfo>> {
     let run = uuid::Uuid::new_v4();
-    let owner = Owner::new(name).unwrap();
+    let padding = "p".repeat(pad);
+    let owner = Owner::new(format!("{name}{padding}")).unwrap();
     let mut holds = Vec::new();
     for i in 0..n {
-        let key = Key::new(format!("{name}-{run}-{i}")).unwrap();
+        let key = Key::new(format!("{name}-{run}-{i}{padding}")).unwrap();
         let req = AcquireRequest {
             key: key.clone(),
             owner: owner.clone(),
@@ -204,6 +241,48 @@ fn a_renewal_never_confirms_a_deleted_node() {
                 } else {
                     assert!(answer.is_ok(), "{name} hold {i}: {answer:?}");
                 }
+            }
+        }
+    });
+}
+
+#[test]
+fn a_renewal_in_several_multi_reads_answers_each_hold() {
+    common::run(async {
+        let fx = common::standalone().await;
+        let backend: ZkBackend = fx.direct_backend(TTL).await.unwrap();
+        let admin = fx.admin().await;
+        // Long keys and owners: a few hundred reads fill a multi-read.
+        const HOLDS: usize = 900;
+        let holds = hold_many_padded(&backend, "chunked", HOLDS, 200).await;
+        // Let the watcher set its watches first (they are requests too).
+        sleep(Duration::from_secs(1)).await;
+        let deleted = [0, 1, 383, 384, 385, 500, 768, 769, HOLDS - 1];
+        let deletes: Vec<_> = deleted
+            .iter()
+            .map(|&i| admin.delete(&holds[i].handle, None))
+            .collect();
+        for d in futures::future::join_all(deletes).await {
+            d.unwrap();
+        }
+        let mut answers = Vec::new();
+        let sent = count(&fx, async {
+            answers = backend.renew(&holds).await;
+        })
+        .await;
+        println!("requests for one renewal of {HOLDS} holds with long names: {sent}");
+        assert!(
+            (3..=10).contains(&sent),
+            "{sent} requests: not a sync and a few multi-reads"
+        );
+        for (i, answer) in answers.iter().enumerate() {
+            if deleted.contains(&i) {
+                assert!(
+                    matches!(answer, Err(lock_core::Error::NotHeld { .. })),
+                    "hold {i}: its node was deleted, yet the renewal answered {answer:?}"
+                );
+            } else {
+                assert!(answer.is_ok(), "hold {i}: {answer:?}");
             }
         }
     });
