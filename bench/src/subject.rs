@@ -14,6 +14,10 @@ pub enum Kind {
     Peer,
     /// The store's raw round trips, no lock logic: the floor.
     Raw,
+    /// Another dlock backend on one of the same servers: the yardstick a
+    /// backend's issue sets (lock-redis on one Redlock master). Measured in
+    /// the uncontended scenario only.
+    Baseline,
 }
 
 /// A lock that a subject holds; given back to the same subject's

@@ -7,6 +7,7 @@ use lock_core::{LockGuard, Locker};
 /// A dlock backend opened from its URL.
 pub struct DlockSubject {
     name: &'static str,
+    kind: Kind,
     locker: Locker,
 }
 
@@ -17,7 +18,20 @@ impl DlockSubject {
         let locker = lock_core::connect(url)
             .await
             .map_err(|e| anyhow::anyhow!("{name}: connecting to {url}: {e}"))?;
-        Ok(DlockSubject { name, locker })
+        Ok(DlockSubject {
+            name,
+            kind: Kind::Dlock,
+            locker,
+        })
+    }
+
+    /// The same subject, reported as a [`Kind::Baseline`] for another
+    /// backend.
+    pub fn as_baseline(self) -> DlockSubject {
+        DlockSubject {
+            kind: Kind::Baseline,
+            ..self
+        }
     }
 }
 
@@ -28,7 +42,7 @@ impl Subject for DlockSubject {
     }
 
     fn kind(&self) -> Kind {
-        Kind::Dlock
+        self.kind
     }
 
     async fn lock(&self, key: &str) -> anyhow::Result<Hold> {

@@ -55,6 +55,9 @@ pub async fn lineup(backend: Backend, targets: &Targets) -> anyhow::Result<Vec<A
                 RawRedis::connect("raw: 2 EVALSHA on every node", &nodes).await?,
             ));
             all.push(Arc::new(Rslock::new(&nodes)));
+            // Issue 5's yardstick: lock-redis on one of the same masters.
+            let one = DlockSubject::connect("lock-redis on one of the masters", &nodes[0]).await?;
+            all.push(Arc::new(one.as_baseline()));
         }
         Backend::Etcd => {
             let endpoints = hosts_of(&url);

@@ -48,8 +48,10 @@ pub async fn run(
     duration: Duration,
     tag: &str,
 ) -> anyhow::Result<()> {
-    let contenders: Vec<&Arc<dyn Subject>> =
-        subjects.iter().filter(|s| s.kind() != Kind::Raw).collect();
+    let contenders: Vec<&Arc<dyn Subject>> = subjects
+        .iter()
+        .filter(|s| !matches!(s.kind(), Kind::Raw | Kind::Baseline))
+        .collect();
     for round in 0..rounds {
         for (s, subject) in contenders.iter().enumerate() {
             let key = format!("{tag}-h{round}-{s}");

@@ -54,8 +54,10 @@ pub async fn run(
     redis_url: Option<&str>,
     tag: &str,
 ) -> anyhow::Result<()> {
-    let measured: Vec<&Arc<dyn Subject>> =
-        subjects.iter().filter(|s| s.kind() != Kind::Raw).collect();
+    let measured: Vec<&Arc<dyn Subject>> = subjects
+        .iter()
+        .filter(|s| !matches!(s.kind(), Kind::Raw | Kind::Baseline))
+        .collect();
     let name = backend.name();
     for round in 0..rounds {
         for (s, subject) in measured.iter().enumerate() {
