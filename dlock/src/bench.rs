@@ -1,5 +1,5 @@
-//! `dlock bench`: a small built-in table of scenarios (a later issue adds
-//! the full benchmark).
+//! `dlock bench`: two scenarios on the store given (the full comparison
+//! across backends and peers is the `dlock-bench` crate).
 
 use crate::cli::BenchArgs;
 use crate::exit::{self, Failure};

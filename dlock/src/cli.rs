@@ -161,12 +161,13 @@ Exit codes: 0 all passed (or not applicable), 1 a check failed, 64 bad URL, \
 const BENCH_ABOUT: &str = "\
 Measure lock latency and throughput on the store.
 
-For now a small built-in table of two scenarios: uncontended lock + release \
+Two scenarios on the store you point it at: uncontended lock + release \
 (p50/p99 latency over --iterations rounds, one key per round), and a hot key \
 (--tasks tasks of this process contending for one key for --duration: grants \
 per second, and the hand-off time from one holder's release to the next \
-holder's grant, p50/p99). A later version adds the full benchmark scenarios \
-(more clients, processes and keys, a comparison across backends).";
+holder's grant, p50/p99). The full comparison (every backend against its \
+store's raw round trips and the peer clients, many keys, many holds, scaling) \
+is the workspace's dlock-bench: `cargo run --release -p dlock-bench`.";
 
 const BENCH_EXAMPLES: &str = "\
 Examples:

@@ -97,8 +97,8 @@ pub use backend::RedisBackend;
 pub use config::{DEFAULT_PORT, DEFAULT_TIMEOUT, RedisConfig};
 pub use url::register;
 
-/// The Lua source of every script the backend runs, for audit (and for the
-/// benchmark's raw comparison). The scripts that act on a hold this client
+/// The Lua source of every script the backend runs, for audit (and for
+/// `dlock-bench`'s raw comparison). The scripts that act on a hold this client
 /// has are sent as [`OURS`](lua::OURS) followed by their own text.
 pub mod lua {
     pub use crate::scripts::{ACQUIRE, OURS, RAISE, REENTER, RELEASE, RENEW, STATUS, UNDO};
