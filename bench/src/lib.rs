@@ -18,6 +18,7 @@
 //! 6. how cost grows with concurrency, and with Redlock's node count.
 
 pub mod backends;
+pub mod causes;
 pub mod cli;
 pub mod hold;
 pub mod machine;

@@ -3,9 +3,11 @@
 //! blocks so that the machine's load hits every subject alike.
 
 use crate::backends::Backend;
+use crate::causes;
 use crate::report::Report;
 use crate::stats::Latencies;
 use crate::subject::{Kind, Subject};
+use conformance::stats::median_and_range;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -87,6 +89,15 @@ pub async fn run(
             (other.name(), p50),
             target,
         );
+        let missed = report
+            .ratios()
+            .last()
+            .and_then(|r| Some((r.target?, median_and_range(&r.figure.values)?.0)))
+            .is_some_and(|(t, median)| median > t);
+        if let Some(cause) = missed.then(|| causes::of_missed_target(backend, other.kind())) {
+            let cause = cause.unwrap_or("no profiled cause recorded yet for this target");
+            report.note(ID, format!("{} misses its target: {cause}", backend.name()));
+        }
     }
     Ok(())
 }
