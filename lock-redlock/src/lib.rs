@@ -70,6 +70,9 @@
 //! data forgets its counter; a majority restarted empty can hand out a
 //! token that was handed out before (the crate's tests show it).
 //!
+//! The masters must run Redis 6.2 or newer: the acquire script raises the
+//! counter and reads its old value in one `SET ... KEEPTTL GET`.
+//!
 //! ## URLs
 //!
 //! `redlock://[user:pass@]host1:port1,host2:port2,host3:port3[/db][?quorum=Q&prefix=...&timeout=1s&node_timeout=...]`
