@@ -418,7 +418,10 @@ impl Backend for ZkBackend {
                     ok = true;
                     Phase::Released
                 }
-                Phase::Releasing { .. } if applied => {
+                // The node went while this release was in flight (the
+                // session's end, or a deletion we were told of): ours only
+                // if an earlier attempt of ours may have deleted it.
+                Phase::Releasing { .. } | Phase::Gone if applied => {
                     ok = true;
                     Phase::Released
                 }

@@ -116,8 +116,12 @@ impl HeldNode {
     }
 
     /// The hold's node is gone, or will go, without our release: a held
-    /// hold ends with the loss `why`; a hold being released counts as
-    /// released (a retried release has nothing left to do).
+    /// hold ends with the loss `why`. A hold being released ends too: the
+    /// release in flight decides what it was. Its delete answering `Ok`
+    /// means ours took the node; `NoNode` means the session's expiry or
+    /// someone else did, and the release reports `NotHeld` (unless an
+    /// earlier attempt of ours may have deleted it). Taking this event for
+    /// our release made a release of an expired hold report success.
     fn end(&self, why: impl FnOnce() -> LossReason) {
         let mut s = self.state();
         match s.phase {
@@ -129,7 +133,7 @@ impl HeldNode {
                     let _ = tx.send(why);
                 }
             }
-            Phase::Releasing { .. } => s.phase = Phase::Released,
+            Phase::Releasing { .. } => s.phase = Phase::Gone,
             Phase::Released | Phase::Gone => {}
         }
     }
