@@ -135,27 +135,8 @@ fn a_renewal_of_watched_holds_costs_a_few_requests() {
     common::run(async {
         let fx = common::standalone().await;
         const HOLDS: usize = 300;
-        let run = uuid::Uuid::new_v4();
         let backend: ZkBackend = fx.direct_backend(TTL).await.unwrap();
-        let owner = Owner::new("renewal-counter").unwrap();
-        let mut holds = Vec::new();
-        for i in 0..HOLDS {
-            let key = Key::new(format!("renew-{run}-{i}")).unwrap();
-            let req = AcquireRequest {
-                key: key.clone(),
-                owner: owner.clone(),
-                ttl: Ttl::new(TTL).unwrap(),
-                wait: Wait::No,
-            };
-            let grant = backend.acquire(&req).await.unwrap().expect("a free key");
-            holds.push(Arc::new(HoldInfo {
-                key,
-                owner: owner.clone(),
-                token: grant.token,
-                ttl: grant.ttl,
-                handle: grant.handle,
-            }));
-        }
+        let holds = hold_many(&backend, "renewal-counter", HOLDS).await;
         // Let the watcher set its watches (and answer them) first.
         sleep(Duration::from_secs(1)).await;
         let sent = count(&fx, async {
