@@ -59,19 +59,9 @@ pub fn commandstats_calls(info: &str, pick: impl Fn(&str) -> bool) -> u64 {
         .sum()
 }
 
-/// `GET path` over plain HTTP/1.0 to `host:port`; the body.
+/// The body of `GET path` from `addr` (`host:port`): the kit's request.
 pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
-    let mut stream = TcpStream::connect(addr).await?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await?;
-    let answer = String::from_utf8_lossy(&answer);
-    let (_, body) = answer
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow::anyhow!("GET {path} from {addr}: no HTTP answer"))?;
-    Ok(body.to_owned())
+    Ok(conformance::kit::http_get(addr, path).await?)
 }
 
 /// gRPC messages etcd received, per method, from its `/metrics`.

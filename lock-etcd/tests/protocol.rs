@@ -289,16 +289,8 @@ async fn guarded_writes_apply_only_while_the_hold_is_current() {
 
 /// etcd's `/metrics` text.
 async fn metrics(etcd: &EtcdCluster) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(etcd.member(0).client_addr())
-        .await
-        .unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    conn.read_to_string(&mut body).await.unwrap();
-    body
+    let addr = etcd.member(0).client_addr().to_string();
+    conformance::kit::http_get(&addr, "/metrics").await.unwrap()
 }
 
 /// The value of the first metric line starting with `prefix`.

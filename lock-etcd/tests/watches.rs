@@ -28,15 +28,8 @@ async fn raw(etcd: &EtcdCluster) -> Client {
 
 /// How many watch streams etcd has seen opened so far.
 async fn watch_streams(etcd: &EtcdCluster) -> u64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(etcd.member(0).client_addr())
-        .await
-        .unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    conn.read_to_string(&mut body).await.unwrap();
+    let addr = etcd.member(0).client_addr().to_string();
+    let body = conformance::kit::http_get(&addr, "/metrics").await.unwrap();
     body.lines()
         .filter(|l| l.starts_with("grpc_server_started_total{grpc_method=\"Watch\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

@@ -1,7 +1,6 @@
 //! Just enough HTTP/1.1 and JSON to ask etcd's gateway about its health and
-//! its leader, without pulling an HTTP client into the kit.
-
-use std::net::SocketAddr;
+//! its leader, and to read its `/metrics`, without pulling an HTTP client
+//! into the kit.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -11,13 +10,13 @@ use super::KitError;
 /// Sends one request with `Connection: close` and returns the status code and
 /// the body (everything after the headers).
 pub(crate) async fn request(
-    addr: SocketAddr,
+    addr: impl std::fmt::Display,
     method: &str,
     path: &str,
     body: &str,
 ) -> Result<(u16, String), KitError> {
     let context = || format!("HTTP {method} http://{addr}{path}");
-    let mut stream = TcpStream::connect(addr)
+    let mut stream = TcpStream::connect(addr.to_string())
         .await
         .map_err(|e| KitError::io(context(), e))?;
     let head = format!(
@@ -48,6 +47,18 @@ pub(crate) async fn request(
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| KitError::protocol(format!("{}: no status in {head:?}", context())))?;
     Ok((status, body.to_string()))
+}
+
+/// The body of `GET path` from `addr` (`host:port`) when the answer is 200:
+/// etcd's `/metrics` and `/version`, for tests and benchmarks that read
+/// what the server counted.
+pub async fn http_get(addr: &str, path: &str) -> Result<String, KitError> {
+    match request(addr, "GET", path, "").await? {
+        (200, body) => Ok(body),
+        (status, body) => Err(KitError::protocol(format!(
+            "HTTP GET http://{addr}{path}: status {status}: {body}"
+        ))),
+    }
 }
 
 /// The value of the first `"key": value` in a JSON text, string or number,

@@ -44,6 +44,7 @@ mod zookeeper;
 pub use certs::TestCerts;
 pub use error::KitError;
 pub use etcd::{EtcdCluster, EtcdMember, EtcdOptions};
+pub use http::http_get;
 pub use proxy::{FaultProxy, ProxyMode};
 pub use redis::{RedisMasters, RedisOptions, RedisServer};
 pub use zookeeper::{ZkEnsemble, ZkServer};
