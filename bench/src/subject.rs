@@ -20,6 +20,14 @@ pub enum Kind {
     Baseline,
 }
 
+impl Kind {
+    /// Whether it is a lock client of the backend's own store (dlock or a
+    /// peer), which the contended and throughput scenarios measure.
+    pub fn is_lock_client(self) -> bool {
+        matches!(self, Kind::Dlock | Kind::Peer)
+    }
+}
+
 /// A lock that a subject holds; given back to the same subject's
 /// [`Subject::unlock`].
 pub struct Hold(pub Box<dyn Any + Send>);

@@ -3,7 +3,7 @@
 use crate::backends::Backend;
 use crate::report::Report;
 use crate::stats::Latencies;
-use crate::subject::{Kind, Subject};
+use crate::subject::Subject;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -50,7 +50,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let contenders: Vec<&Arc<dyn Subject>> = subjects
         .iter()
-        .filter(|s| !matches!(s.kind(), Kind::Raw | Kind::Baseline))
+        .filter(|s| s.kind().is_lock_client())
         .collect();
     for round in 0..rounds {
         for (s, subject) in contenders.iter().enumerate() {

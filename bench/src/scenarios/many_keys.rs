@@ -6,7 +6,7 @@ use crate::backends::Backend;
 use crate::peers::raw_redis_acquire_script;
 use crate::report::Report;
 use crate::servers::hosts_of;
-use crate::subject::{Kind, Subject};
+use crate::subject::Subject;
 use anyhow::Context as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +56,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let measured: Vec<&Arc<dyn Subject>> = subjects
         .iter()
-        .filter(|s| !matches!(s.kind(), Kind::Raw | Kind::Baseline))
+        .filter(|s| s.kind().is_lock_client())
         .collect();
     let name = backend.name();
     for round in 0..rounds {
