@@ -7,6 +7,7 @@ use crate::keepalive::KeepAlive;
 use crate::leases::{Lease, Leases};
 use crate::mutex::{Enqueued, Kv, Turn};
 use crate::names::{Names, lease_of};
+use crate::unary;
 use crate::watch::{self, Deleted, LossContext, Watches};
 use etcd_client::{Client, ConnectOptions, LeaseTimeToLiveOptions};
 use lock_core::{
@@ -40,8 +41,12 @@ const RETRY_FIRST: Duration = Duration::from_millis(50);
 /// See [`RETRY_FIRST`].
 const RETRY_MAX: Duration = Duration::from_secs(1);
 
-/// The etcd backend: one connection (multiplexed gRPC) to the cluster, one
-/// keep-alive stream for all its leases, a small pool of leases.
+/// The etcd backend: etcd-client's connection (multiplexed gRPC) to the
+/// cluster for watches, leases and their one keep-alive stream, a small
+/// pool of leases, and one HTTP/2 connection of its own for the lock
+/// protocol's Txns and reads (driven by `h2` on the caller's task: fewer
+/// task hops per request than etcd-client's channel). With TLS, those
+/// Txns and reads use etcd-client's connection too.
 ///
 /// Make it with [`EtcdBackend::connect`], or by URL through
 /// [`lock_core::connect`] after [`register`](crate::register).
@@ -79,7 +84,8 @@ fn capabilities() -> Capabilities {
 impl EtcdBackend {
     /// Connects to the cluster `config` names (requests need a leader:
     /// `require_leader`), and checks that it answers a linearizable read
-    /// within the request timeout. Starts the keep-alive and lease tasks on
+    /// (over the connection the lock's requests will take) within the
+    /// request timeout. Starts the keep-alive and lease tasks on
     /// the current Tokio runtime.
     ///
     /// Fails with [`Error::Unavailable`] naming the endpoints if the
@@ -100,13 +106,28 @@ impl EtcdBackend {
         if config.tls {
             options = options.with_tls(tls_options(&config)?);
         }
-        let connecting = Client::connect(config.endpoint_urls(), Some(options));
+        let connecting = Client::connect(config.endpoint_urls(), Some(options.clone()));
         let client = timeout(config.timeout, connecting)
             .await
             .map_err(|_| errors::timed_out(&endpoints, "connecting"))?
             .map_err(|e| errors::map(&endpoints, "connecting", e))?;
+        // The lock protocol's Txns and reads go over the backend's own
+        // unary channel (cheaper per call: see src/unary.rs), through a
+        // second client with the same options, so that etcd-client still
+        // adds the leader requirement and the auth token. TLS stays on
+        // etcd-client's channel.
+        let kv_client = if config.tls {
+            client.kv_client()
+        } else {
+            let connecting = Client::from_channel(unary::channel(&config), Some(options));
+            timeout(config.timeout, connecting)
+                .await
+                .map_err(|_| errors::timed_out(&endpoints, "connecting"))?
+                .map_err(|e| errors::map(&endpoints, "connecting", e))?
+                .kv_client()
+        };
         let kv = Kv {
-            client: client.kv_client(),
+            client: kv_client,
             endpoints: endpoints.clone(),
             timeout: config.timeout,
         };
@@ -147,7 +168,8 @@ impl EtcdBackend {
     }
 
     /// The etcd-client connection, for reading or writing etcd beside the
-    /// locks (it requires a leader).
+    /// locks (it requires a leader). It is etcd-client's own channel, not
+    /// the one the lock protocol's Txns take.
     pub fn client(&self) -> &Client {
         &self.client
     }

@@ -23,9 +23,15 @@ pub(crate) fn is_unreachable(e: &etcd_client::Error) -> bool {
 }
 
 /// Whether a request certainly never took effect: no connection could be
-/// made (a member that is gone), or etcd refused it for want of a leader
-/// before proposing it. Such a request is safe to send again.
+/// made (a member that is gone), the backend's unary channel never handed
+/// it to a connection, or etcd refused it for want of a leader before
+/// proposing it. Such a request is safe to send again.
 pub(crate) fn not_sent(e: &etcd_client::Error) -> bool {
+    if let etcd_client::Error::GRpcStatus(status) = e
+        && crate::unary::never_sent(status)
+    {
+        return true;
+    }
     let text = format!("{e:?}");
     text.contains("ConnectError")
         || text.contains("tcp connect error")

@@ -18,6 +18,7 @@
 //! | loss seen | from a watch on the holder's own key (opened once a hold is 50 ms old; it starts at the key's revision, so a deletion before is reported then), a renewal finding the lease or key gone, or the local deadline |
 //! | cancelled `lock` | its lease is revoked in the background at once (its key goes with it) |
 //! | uncontended `lock` / `try_lock` | one round trip (a pooled, kept-alive lease); two for a `try_lock` on a held key (it queues, then leaves) |
+//! | transport | the lock's Txns and reads on one HTTP/2 connection of the backend's own (`h2`, no task per request; pinged when a call waits on a silent member, redialled on the next member when it ends); watches, leases and keep-alives on etcd-client's channel; with TLS, everything on etcd-client's channel |
 //! | interoperates with | `etcdctl lock NAME`, Go's `concurrency.Mutex`, etcd-client's `LockClient` on the same name (with an empty `prefix`) |
 //!
 //! ```text
@@ -65,6 +66,7 @@ mod keepalive;
 mod leases;
 mod mutex;
 mod names;
+mod unary;
 mod watch;
 
 pub use backend::EtcdBackend;
