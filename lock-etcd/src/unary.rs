@@ -560,6 +560,8 @@ impl http_body::Body for RecvBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done || self.recv.is_end_stream()
+        // Not `recv.is_end_stream()`: that is true once etcd's END_STREAM
+        // arrived, before the trailers (the call's status) were read.
+        self.done
     }
 }
