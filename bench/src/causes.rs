@@ -37,15 +37,17 @@ pub fn of_missed_target(backend: Backend, kind: Kind) -> Option<&'static str> {
              CPU, about 2.7× lock-redis. 1.5× needs a core per master.",
         ),
         (Backend::Etcd, Kind::Peer) => Some(
-            "lock-etcd vs LockClient, profiled (etcd /metrics call counts, perf, probes in \
-             lock-core): lock-etcd makes exactly 2 gRPC calls per pair (a Txn to acquire on \
-             a reused lease; a Txn guarded by the key's create revision to release, \
-             etcd#22082), as LockClient does 2 (Lock, Unlock). The same two Txns sent raw \
-             through etcd-client take 0.96–0.98 of LockClient's time; the backend called \
-             directly 1.00–1.03 (key and owner building, the lease pool, the loss signal's \
-             timer); through the Locker another 6–7 µs per pair (about 1%). perf puts our \
-             code at about 1% of client CPU; the rest is tokio, hyper/h2 and kernel \
-             wake-ups, so the remaining few percent are not in one hot spot.",
+            "lock-etcd vs LockClient, profiled (etcd /metrics call counts, perf stat, strace \
+             -c): both make 2 gRPC calls per pair (LockClient: Lock, Unlock; lock-etcd: a Txn \
+             on a reused lease to acquire, a Txn guarded by the key's create revision to \
+             release). On etcd-client's channel every call crosses tonic's balancer (a Buffer \
+             worker task) and hyper's HTTP/2 client, which spawns a task per request to pipe \
+             its body, each waking the other Tokio worker; lock-etcd sends its Txns on an \
+             HTTP/2 connection of its own from the caller's task (lock-etcd/src/unary.rs), \
+             which took the two Txns from 1.01 to 0.88 of LockClient with a quarter less \
+             client CPU. The rest of the path (lease pool, loss signal, Locker) adds 2–5%. \
+             What remains is etcd's own latency, which varies ±10% between rounds on this \
+             2-core machine: a miss at the median is that spread.",
         ),
         _ => None,
     }
