@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// How long one request to etcd may take before it counts as unanswered
-/// ([`Error::Unavailable`](lock_core::Error::Unavailable)), by default.
+/// ([`Error::Unavailable`]), by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many idle, kept-alive leases the backend keeps per ttl, by default,

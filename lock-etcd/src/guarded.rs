@@ -10,7 +10,7 @@ impl EtcdBackend {
     /// Runs `ops` in one Txn that applies only if `hold`'s holder key still
     /// exists with the hold's create revision (its fencing token): a holder
     /// that lost its lock, however late it wakes up, writes nothing.
-    /// Fails with [`Error::NotHeld`] (nothing written) when the hold is not
+    /// Fails with [`Error::NotHeld`](lock_core::Error::NotHeld) (nothing written) when the hold is not
     /// current.
     ///
     /// Take `hold` from [`LockGuard::info`](lock_core::LockGuard::info) of a
