@@ -35,6 +35,18 @@ enum Waited {
     TimedOut,
 }
 
+/// How often etcd-client's connection (the keep-alive and watch streams)
+/// pings etcd to notice a member gone silent; a ping unanswered within the
+/// request timeout drops the connection. No faster: etcd (gRPC's
+/// enforcement policy, `--grpc-keepalive-min-time`, 5 s by default)
+/// counts a ping sooner than that after the previous one, with nothing
+/// written in between, as a strike, and closes the connection at the third
+/// (GOAWAY `too_many_pings`). At 1 s, a hold of 30 s (a keep-alive answer
+/// every 10 s) had the connection closed, and its streams reopened, every
+/// few seconds. For the same reason no ping is sent while no stream is
+/// open (etcd strikes every such ping).
+const PING_INTERVAL: Duration = Duration::from_secs(6);
+
 /// The first and the longest pause before a waiter asks an unanswering
 /// store again.
 const RETRY_FIRST: Duration = Duration::from_millis(50);
@@ -98,7 +110,8 @@ impl EtcdBackend {
         let mut options = ConnectOptions::new()
             .with_require_leader(true)
             .with_connect_timeout(config.timeout)
-            .with_keep_alive(Duration::from_secs(1), config.timeout);
+            .with_keep_alive(PING_INTERVAL, config.timeout)
+            .with_keep_alive_while_idle(false);
         if let Some((user, password)) = &config.user {
             options = options.with_user(user.clone(), password.clone());
         }

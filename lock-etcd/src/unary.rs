@@ -17,12 +17,12 @@
 //!   left for the next in the list;
 //! - **liveness**: when a call has waited a second with nothing heard from
 //!   etcd, the connection is pinged, and dropped if the ping goes
-//!   unanswered for the request timeout (as `with_keep_alive(1 s,
-//!   timeout)`); in-flight calls then fail, the next call dials again
-//!   (another member, if there are several). Unlike the standard channel,
-//!   it does not ping an idle connection: etcd closes a connection pinged
-//!   more often than every 5 s with nothing to answer (GOAWAY
-//!   `too_many_pings`), and the next call would pay for a new one. A
+//!   unanswered for the request timeout; in-flight calls then fail, the
+//!   next call dials again (another member, if there are several). Like
+//!   etcd-client's connection here (which pings every 6 s while its
+//!   streams are open), it does not ping an idle connection: etcd closes
+//!   a connection pinged more often than every 5 s with nothing to answer
+//!   (GOAWAY `too_many_pings`), and the next call would pay for a new one. A
 //!   member partitioned while the connection is idle is found by the next
 //!   call's ping, and that call may fail;
 //! - **retry semantics**: a call that failed before its request was handed
@@ -53,8 +53,8 @@ use tokio::time::{Instant, sleep, timeout};
 use tonic::Status;
 
 /// How long etcd may stay silent while a call waits for its answer before
-/// the connection is pinged (the standard channel's `with_keep_alive`
-/// interval).
+/// the connection is pinged: a call on a dead member fails over within
+/// about this plus the request timeout.
 const PING_AFTER: Duration = Duration::from_secs(1);
 
 /// The least time between two pings with no answer from etcd in between.

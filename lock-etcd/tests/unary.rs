@@ -1,7 +1,8 @@
 //! The backend's own connection for the lock protocol's Txns and reads
 //! (src/unary.rs), against real etcd from the conformance kit: it skips a
 //! dead member, dials again after a restart, leaves a partitioned member
-//! for another, and stays open while idle.
+//! for another, and stays open while idle; and etcd-client's connection
+//! (keep-alive and watch streams) stays open under an idle hold.
 
 use conformance::kit::{EtcdCluster, FaultProxy};
 use lock_core::{ErrorKind, Locker};
@@ -138,9 +139,8 @@ async fn an_idle_connection_is_kept_open() {
     // etcd closes a connection pinged while idle (GOAWAY too_many_pings
     // after the third ping within its keep-alive minimum time, 5 s): the
     // lock's connection pings only while a call waits, so after a pause
-    // the next lock needs no new connection. (A 1 s ttl keeps the pool's
-    // keep-alive stream, on etcd-client's connection, busy enough to be
-    // left open too.)
+    // the next lock needs no new connection (etcd-client's connection, for
+    // the pool's keep-alive stream, stays open too: see the next test).
     let etcd = EtcdCluster::single().await.unwrap();
     let (relay, accepted) = counting_relay(etcd.endpoints()[0]).await;
     let locker = locker(&[relay], "timeout=2s&ttl=1s").await.unwrap();
@@ -151,4 +151,26 @@ async fn an_idle_connection_is_kept_open() {
     lock_until(&locker, "idle-after", Duration::from_secs(10)).await;
     let after = accepted.load(Ordering::SeqCst);
     assert_eq!(after, before, "connections made across an idle pause");
+}
+
+#[tokio::test]
+async fn a_holder_keeps_its_connections_while_idle() {
+    // etcd strikes a ping that comes within 5 s of the previous one with
+    // nothing written in between (and any ping on a connection without
+    // streams), and closes the connection at the third strike (GOAWAY
+    // too_many_pings). A hold of 30 s gets a keep-alive answer only every
+    // 10 s: etcd-client's connection, which carries the keep-alive and
+    // watch streams, must not ping faster than etcd allows, or it is
+    // closed and its streams reopened every few seconds.
+    let etcd = EtcdCluster::single().await.unwrap();
+    let (relay, accepted) = counting_relay(etcd.endpoints()[0]).await;
+    let locker = locker(&[relay], "timeout=2s&ttl=30s").await.unwrap();
+    let guard = locker.lock("idle-holder").await.unwrap();
+    sleep(Duration::from_millis(500)).await;
+    let before = accepted.load(Ordering::SeqCst);
+    sleep(Duration::from_secs(12)).await;
+    let after = accepted.load(Ordering::SeqCst);
+    assert!(guard.is_held(), "the hold ended while idle");
+    guard.release().await.unwrap();
+    assert_eq!(after, before, "connections made while holding, idle");
 }
