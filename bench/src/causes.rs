@@ -21,12 +21,13 @@ pub fn of_missed_target(backend: Backend, kind: Kind) -> Option<&'static str> {
              (one request at a time; 6.0 against 0.3 µs pipelined), and our release script at \
              3.7 µs against 1.7 µs for rslock's unlock script (pipelined). Every master pays \
              that difference on every pair, and 5 masters share 2 cores, so server CPU is \
-             the latency. Experiment 1: the same client sending `SET NX PX` in place of our \
-             acquire script, and a request Redis refuses at once (cheaper than rslock's \
-             unlock) in place of our release, measured 0.93 of rslock: the client path is \
-             not the gap. \
-             Experiment 2: a client that writes to the sockets from the caller's task (no \
-             connection task) changed nothing (1.21 and 1.15 vs 1.09 and 1.14). Closing the \
+             the latency. Experiment 1: our whole client (Locker, quorum, token \
+             logic) sending rslock's own commands (`SET NX PX`, its unlock script) in place \
+             of our scripts measured 0.86, 0.93 and 0.92 of rslock in three runs, against \
+             1.14, 1.06 and 1.18 with our scripts in runs alternating with them: the client \
+             path is faster than rslock's, the scripts are the gap. Experiment 2: a client that \
+             writes to the sockets from the caller's task (no connection task) moved the \
+             ratio by about 2% (1.13, 1.09, 1.11 against 1.12, 1.12, 1.15). Closing the \
              gap needs a cheaper layout than Redisson's, or a core per master.",
         ),
         (Backend::Redlock, Kind::Baseline) => Some(
