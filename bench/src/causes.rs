@@ -35,7 +35,11 @@ pub fn of_missed_target(backend: Backend, kind: Kind) -> Option<&'static str> {
              of CPU on lock-redis (client + one server) and 550–700 µs on Redlock (10 \
              requests to 5 servers, each server also paying for switching with the 4 \
              others on 2 cores); with both cores busy the wall time is at least half the \
-             CPU, about 2.7× lock-redis. 1.5× needs a core per master.",
+             CPU, about 2.7× lock-redis. The ratio of the floor (the cheapest command per \
+             node, `SET NX PX` then `DEL`, sent to every node at once, back at a quorum: no \
+             lock logic at all) to lock-redis, in the table above, is what any Redlock client \
+             can reach on this machine; where it is above 1.5, so is every Redlock. 1.5× \
+             needs a core per master.",
         ),
         (Backend::Etcd, Kind::Peer) => Some(
             "lock-etcd vs LockClient, profiled (etcd /metrics call counts, perf stat, strace \

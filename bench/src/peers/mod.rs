@@ -3,6 +3,7 @@
 
 mod dlock;
 mod etcd_lock_client;
+mod quorum_floor;
 mod raw_etcd;
 mod raw_redis;
 mod raw_zk;
@@ -12,6 +13,7 @@ mod zk_recipe;
 
 pub use dlock::DlockSubject;
 pub use etcd_lock_client::EtcdLockClient;
+pub use quorum_floor::QuorumFloor;
 pub use raw_etcd::RawEtcd;
 pub use raw_redis::RawRedis;
 pub use raw_zk::RawZk;
@@ -54,6 +56,7 @@ pub async fn lineup(backend: Backend, targets: &Targets) -> anyhow::Result<Vec<A
             all.push(Arc::new(
                 RawRedis::connect("raw: 2 EVALSHA on every node", &nodes).await?,
             ));
+            all.push(Arc::new(QuorumFloor::connect(&nodes).await?));
             all.push(Arc::new(Rslock::new(&nodes)));
             // Issue 5's yardstick: lock-redis on one of the same masters.
             let one = DlockSubject::connect("lock-redis on one of the masters", &nodes[0]).await?;

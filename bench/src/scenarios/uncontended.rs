@@ -4,6 +4,7 @@
 
 use crate::backends::Backend;
 use crate::causes;
+use crate::peers::QuorumFloor;
 use crate::report::Report;
 use crate::stats::Latencies;
 use crate::subject::{Kind, Subject};
@@ -73,6 +74,7 @@ pub async fn run(
     }
     let ours = subjects.iter().find(|s| s.kind() == Kind::Dlock);
     let Some(ours) = ours else { return Ok(()) };
+    let p50 = "p50 µs";
     for other in subjects.iter().filter(|s| s.kind() != Kind::Dlock) {
         let target = match (backend, other.kind()) {
             (Backend::Redis, Kind::Raw) => Some(1.2),
@@ -81,7 +83,6 @@ pub async fn run(
             (Backend::Zk, Kind::Peer) => Some(1.1),
             _ => None,
         };
-        let p50 = "p50 µs";
         report.ratio(
             ID,
             backend.name(),
@@ -98,6 +99,19 @@ pub async fn run(
             let cause = cause.unwrap_or("no profiled cause recorded yet for this target");
             report.note(ID, format!("{} misses its target: {cause}", backend.name()));
         }
+    }
+    // Whether any Redlock client could meet issue 5's 1.5× of lock-redis on
+    // this machine: the floor's own ratio to the same yardstick.
+    let floor = subjects.iter().find(|s| s.name() == QuorumFloor::NAME);
+    let baseline = subjects.iter().find(|s| s.kind() == Kind::Baseline);
+    if let (Some(floor), Some(baseline)) = (floor, baseline) {
+        report.ratio(
+            ID,
+            backend.name(),
+            (floor.name(), p50),
+            (baseline.name(), p50),
+            None,
+        );
     }
     Ok(())
 }
