@@ -76,6 +76,20 @@ pub async fn lineup(backend: Backend, targets: &Targets) -> anyhow::Result<Vec<A
     Ok(all)
 }
 
+/// One `redis` crate connection to each of `urls` (`redis://host:port`),
+/// for the subjects that talk to several nodes themselves.
+async fn connect_each(urls: &[String]) -> anyhow::Result<Vec<redis::aio::ConnectionManager>> {
+    let mut conns = Vec::with_capacity(urls.len());
+    for url in urls {
+        conns.push(
+            redis::Client::open(url.as_str())?
+                .get_connection_manager()
+                .await?,
+        );
+    }
+    Ok(conns)
+}
+
 /// The raw minimal acquire script (for `redis-benchmark`).
 pub fn raw_redis_acquire_script() -> &'static str {
     raw_redis::MIN_ACQUIRE

@@ -23,14 +23,7 @@ impl QuorumFloor {
 
     /// Connects to each of `urls` (`redis://host:port`).
     pub async fn connect(urls: &[String]) -> anyhow::Result<QuorumFloor> {
-        let mut conns = Vec::with_capacity(urls.len());
-        for url in urls {
-            conns.push(
-                redis::Client::open(url.as_str())?
-                    .get_connection_manager()
-                    .await?,
-            );
-        }
+        let conns = super::connect_each(urls).await?;
         Ok(QuorumFloor { conns })
     }
 

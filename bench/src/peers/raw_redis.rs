@@ -40,14 +40,7 @@ pub struct RawRedis {
 impl RawRedis {
     /// Connects to each of `urls` (`redis://host:port`).
     pub async fn connect(name: &'static str, urls: &[String]) -> anyhow::Result<RawRedis> {
-        let mut conns = Vec::with_capacity(urls.len());
-        for url in urls {
-            conns.push(
-                redis::Client::open(url.as_str())?
-                    .get_connection_manager()
-                    .await?,
-            );
-        }
+        let conns = super::connect_each(urls).await?;
         Ok(RawRedis {
             name,
             conns,
