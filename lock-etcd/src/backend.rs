@@ -296,14 +296,25 @@ impl EtcdBackend {
         let mut backoff = RETRY_FIRST;
         loop {
             let step = async {
-                let (pred, seen) = match self.kv.turn(dir, key, rev).await? {
-                    Turn::After(pred, seen) => (pred, seen),
+                let (pred, pred_rev, seen) = match self.kv.turn(dir, key, rev).await? {
+                    Turn::After(pred, pred_rev, seen) => (pred, pred_rev, seen),
                     Turn::Mine => return Ok::<_, Error>(Some(Waited::Mine)),
                     Turn::Vanished => return Ok(Some(Waited::Vanished)),
                 };
                 tracing::trace!(%key, %pred, "waiting for the predecessor");
-                match watch::deleted(&self.watches, &self.endpoints, &pred, seen + 1, deadline)
-                    .await?
+                let still_there = async {
+                    let present = self.kv.present(&[(pred.as_str(), pred_rev)]).await?;
+                    Ok(present.first().copied().unwrap_or(false))
+                };
+                match watch::deleted(
+                    &self.watches,
+                    &self.endpoints,
+                    &pred,
+                    seen,
+                    still_there,
+                    deadline,
+                )
+                .await?
                 {
                     Deleted::LookAgain => Ok(None),
                     Deleted::TimedOut => Ok(Some(Waited::TimedOut)),

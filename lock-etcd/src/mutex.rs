@@ -22,8 +22,9 @@ pub(crate) struct Kv {
 /// Where a waiting contender stands.
 #[derive(Debug)]
 pub(crate) enum Turn {
-    /// Behind this key (its predecessor), seen at this revision.
-    After(String, i64),
+    /// Behind this key (its predecessor, created at the first revision),
+    /// seen at the second revision.
+    After(String, i64, i64),
     /// Its turn: no contender before it, and its key is there.
     Mine,
     /// Its key is gone.
@@ -163,8 +164,8 @@ impl Kv {
 
     /// Where the contender `key`, created at `rev`, stands, in ONE Txn of
     /// two reads (one snapshot): its immediate predecessor (the newest
-    /// contender created before it) and the revision at which it was seen
-    /// (the watch starts there); or its turn; or its key gone (its lease
+    /// contender created before it), with that key's create revision and
+    /// the revision at which it was seen; or its turn; or its key gone (its lease
     /// expired while it waited: it must not take the lock, etcd#11456).
     ///
     /// # Cancel safety
@@ -198,7 +199,9 @@ impl Kv {
         }
         let newest = match before {
             None => None,
-            Some(kv) if is_contender(dir, kv.key()) => Some(kv.key().to_vec()),
+            Some(kv) if is_contender(dir, kv.key()) => {
+                Some((kv.key().to_vec(), kv.create_revision()))
+            }
             Some(_) => {
                 // A deeper lock's key is newest: filter the full list.
                 self.contenders(dir)
@@ -206,11 +209,13 @@ impl Kv {
                     .iter()
                     .rev()
                     .find(|kv| kv.create_revision() < rev)
-                    .map(|kv| kv.key().to_vec())
+                    .map(|kv| (kv.key().to_vec(), kv.create_revision()))
             }
         };
         Ok(match newest {
-            Some(k) => Turn::After(String::from_utf8_lossy(&k).into_owned(), seen),
+            Some((k, created)) => {
+                Turn::After(String::from_utf8_lossy(&k).into_owned(), created, seen)
+            }
             None => Turn::Mine,
         })
     }

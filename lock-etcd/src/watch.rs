@@ -36,6 +36,8 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 /// What a watcher hears.
 #[derive(Debug)]
 pub(crate) enum Note {
+    /// etcd created the watch when its store was at this revision.
+    Created(i64),
     /// Its key was deleted (at its start revision or later).
     Deleted,
     /// etcd ended the watch: its start revision was compacted (`compacted`),
@@ -115,7 +117,8 @@ impl Watches {
     }
 
     /// Watches deletions of `key` from revision `from` on (a deletion at or
-    /// after `from` that already happened is reported at once).
+    /// after `from` that already happened is reported at once); `from` 0
+    /// watches from the revision at which etcd creates the watch.
     pub(crate) fn deletions(&self, key: &str, from: i64) -> Watch {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (notes, rx) = mpsc::unbounded_channel();
@@ -318,6 +321,10 @@ impl Task {
         let Some(reg) = self.regs.get(&id) else {
             return;
         };
+        if resp.created() {
+            let at = resp.header().map_or(0, |h| h.revision());
+            let _ = reg.notes.send(Note::Created(at));
+        }
         if resp
             .events()
             .iter()
@@ -371,9 +378,17 @@ pub(crate) enum Deleted {
     TimedOut,
 }
 
-/// Waits until `key` is deleted at revision `from` or later, or `deadline`
-/// passes. Starting at `from` (the revision at which the key was seen)
-/// means a deletion in between is not missed.
+/// Waits until `key`, seen at revision `seen`, is deleted, or `deadline`
+/// passes. `still_there` reads whether `key` (the same key, not one
+/// created again since) still exists; it is awaited only if the store moved
+/// on between `seen` and the watch's creation.
+///
+/// The watch starts at the revision at which etcd creates it, not at
+/// `seen + 1`. etcd sends the events of a watch that starts at a past
+/// revision only from a loop that runs every 100 ms until the watch has
+/// caught up, so with other writes in between, a release would reach the
+/// waiter up to 100 ms late. A deletion between `seen` and the watch's
+/// creation is caught by `still_there` instead.
 ///
 /// # Cancel safety
 /// Safe to drop: the watch is cancelled with it.
@@ -381,26 +396,42 @@ pub(crate) async fn deleted(
     watches: &Watches,
     endpoints: &str,
     key: &str,
-    from: i64,
+    seen: i64,
+    still_there: impl Future<Output = Result<bool>>,
     deadline: Option<Instant>,
 ) -> Result<Deleted> {
-    let mut watch = watches.deletions(key, from);
+    let mut watch = watches.deletions(key, 0);
     let wait = async {
-        match watch.next().await {
-            Some(
-                Note::Deleted
-                | Note::Reopened
-                | Note::Canceled {
-                    compacted: true, ..
-                },
-            ) => Ok(Deleted::LookAgain),
-            Some(Note::Canceled { reason, .. }) => Err(Error::backend(format!(
-                "etcd at {endpoints}: watching the predecessor {key:?} was refused: {reason}"
-            ))),
-            Some(Note::Failed(why)) => Err(Error::unavailable(why.to_string())),
-            None => Err(Error::unavailable(format!(
-                "etcd at {endpoints}: the watch task has stopped"
-            ))),
+        let mut still_there = Some(still_there);
+        loop {
+            match watch.next().await {
+                Some(Note::Created(at)) => {
+                    if at > seen
+                        && let Some(check) = still_there.take()
+                        && !check.await?
+                    {
+                        return Ok(Deleted::LookAgain);
+                    }
+                }
+                Some(
+                    Note::Deleted
+                    | Note::Reopened
+                    | Note::Canceled {
+                        compacted: true, ..
+                    },
+                ) => return Ok(Deleted::LookAgain),
+                Some(Note::Canceled { reason, .. }) => {
+                    return Err(Error::backend(format!(
+                        "etcd at {endpoints}: watching the predecessor {key:?} was refused: {reason}"
+                    )));
+                }
+                Some(Note::Failed(why)) => return Err(Error::unavailable(why.to_string())),
+                None => {
+                    return Err(Error::unavailable(format!(
+                        "etcd at {endpoints}: the watch task has stopped"
+                    )));
+                }
+            }
         }
     };
     match deadline {
@@ -454,6 +485,7 @@ pub(crate) async fn loss(
                         "was deleted (its lease was revoked or expired, or a client deleted it)",
                     );
                 }
+                Some(Note::Created(_)) => {}
                 // Re-established from `from` by the task: nothing missed.
                 Some(Note::Reopened | Note::Failed(_)) => backoff = Duration::from_millis(50),
                 Some(Note::Canceled { compacted, reason }) => {
