@@ -165,8 +165,9 @@ impl Kv {
     /// Where the contender `key`, created at `rev`, stands, in ONE Txn of
     /// two reads (one snapshot): its immediate predecessor (the newest
     /// contender created before it), with that key's create revision and
-    /// the revision at which it was seen; or its turn; or its key gone (its lease
-    /// expired while it waited: it must not take the lock, etcd#11456).
+    /// the revision at which it was seen; or its turn; or its key gone (its
+    /// lease expired while it waited: it must not take the lock,
+    /// etcd#11456).
     ///
     /// # Cancel safety
     /// Read-only.
